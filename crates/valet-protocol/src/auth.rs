@@ -1,0 +1,97 @@
+//! Sign-in: the token endpoint and who am I.
+
+use serde::{Deserialize, Serialize};
+
+/// Body of `POST /v1/auth/token`, in the spirit of OAuth 2.0's token endpoint (RFC 6749 §4.3, §6)
+/// but JSON both ways.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "grant_type", rename_all = "snake_case")]
+pub enum TokenRequest {
+    /// Sign in with an account name and password.
+    Password {
+        /// Account name.
+        username: String,
+        /// The account's password.
+        password: String,
+    },
+    /// Trade a refresh token for a new access token and a new refresh token. The old refresh
+    /// token stops working (rotation); presenting it again revokes the whole sign-in.
+    RefreshToken {
+        /// The refresh token from the last [`TokenResponse`].
+        refresh_token: String,
+    },
+}
+
+// Secrets never reach a log through Debug.
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Password { username, .. } => f
+                .debug_struct("Password")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+            Self::RefreshToken { .. } => f
+                .debug_struct("RefreshToken")
+                .field("refresh_token", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+/// Answer of the token endpoint.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenResponse {
+    /// Short-lived bearer token for `Authorization: Bearer …`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds the access token lives from now.
+    pub expires_in: u64,
+    /// Long-lived, single-use token for the next refresh; keep it in the OS keyring.
+    pub refresh_token: String,
+    /// Seconds the refresh token lives from now.
+    pub refresh_expires_in: u64,
+    /// The signed-in account.
+    pub user: String,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"<redacted>")
+            .field("expires_in", &self.expires_in)
+            .field("refresh_token", &"<redacted>")
+            .field("refresh_expires_in", &self.refresh_expires_in)
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+/// Body of `POST /v1/auth/logout`: revokes the bearer access token of the request and, when
+/// given, the refresh token and every token rotated from the same sign-in.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LogoutRequest {
+    /// The refresh token of the sign-in to end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for LogoutRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogoutRequest").finish_non_exhaustive()
+    }
+}
+
+/// Answer of `GET /v1/me`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Me {
+    /// Account name.
+    pub user: String,
+    /// The object-key prefix under which all of this account's uploads land.
+    pub prefix: String,
+}
