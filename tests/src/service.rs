@@ -1,0 +1,228 @@
+//! The real `valet-service serve`, one per test, with its own config, database and bucket.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::seaweed::{ACCESS_KEY, SECRET_KEY, SeaweedFs};
+use crate::store::StoreBucket;
+use crate::{free_port, random_name, workspace_bin};
+
+/// Settings a test may change; the rest are the deployment defaults.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// `keys.ttl`, e.g. "10m" or "2s".
+    pub key_ttl: String,
+    /// `uploads.abandon_after`.
+    pub abandon_after: String,
+    /// `uploads.sweep_every`.
+    pub sweep_every: String,
+    /// Log filter of the service (`VALET_LOG`).
+    pub log: String,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        Self {
+            key_ttl: "10m".into(),
+            abandon_after: "24h".into(),
+            sweep_every: "10m".into(),
+            log: "info".into(),
+        }
+    }
+}
+
+/// A running service.
+pub struct Service {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The bucket it writes to.
+    pub bucket: String,
+    /// The store it writes to.
+    pub store_endpoint: String,
+    config: PathBuf,
+    stderr_log: PathBuf,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Service {
+    /// Starts a service on a fresh bucket of `store` and waits for its ready line.
+    pub fn start(store: &SeaweedFs, options: ServiceOptions) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = random_name("valet");
+        let config = dir.path().join("valet.toml");
+        let port = free_port();
+        std::fs::write(
+            &config,
+            format!(
+                r#"listen = "127.0.0.1:{port}"
+data_dir = "{data}"
+
+[keys]
+ttl = "{key_ttl}"
+
+[uploads]
+abandon_after = "{abandon_after}"
+sweep_every = "{sweep_every}"
+
+[store]
+kind = "s3"
+endpoint = "{endpoint}"
+region = "us-east-1"
+bucket = "{bucket}"
+path_style = true
+prefix = "users"
+create_bucket = true
+verify = "checksum"
+tag_objects = true
+"#,
+                data = dir.path().display(),
+                key_ttl = options.key_ttl,
+                abandon_after = options.abandon_after,
+                sweep_every = options.sweep_every,
+                endpoint = store.endpoint,
+            ),
+        )
+        .unwrap();
+        let stderr_log = dir.path().join("service.log");
+        let mut child = Command::new(workspace_bin("valet-service"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("VALET_LOG", &options.log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log).unwrap())
+            .spawn()
+            .expect("start valet-service");
+        let url = wait_for_ready_line(&mut child, &stderr_log);
+        Self {
+            url,
+            bucket,
+            store_endpoint: store.endpoint.clone(),
+            config,
+            stderr_log,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// Adds an account with this password.
+    pub fn add_user(&self, name: &str, password: &str) {
+        let mut child = self
+            .admin(&["user", "add", name, "--password-stdin"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{password}\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "user add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Adds an account and returns a new API token for it.
+    pub fn add_user_with_token(&self, name: &str) -> String {
+        self.add_user(name, &format!("{name}-password-{}", random_name("pw")));
+        let out = self.admin(&["token", "issue", name]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "token issue {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        assert!(
+            !token.is_empty() && !token.contains(char::is_whitespace),
+            "token issue prints the token alone"
+        );
+        token
+    }
+
+    /// The audit log, one JSON object per event.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        let out = self.admin(&["audit", "--json"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "audit: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| serde_json::from_str(line).expect("audit --json prints JSON lines"))
+            .collect()
+    }
+
+    /// Everything the service logged to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// The bucket, as the test reads it with the store's own credentials.
+    pub fn store(&self) -> StoreBucket {
+        StoreBucket::new(&self.store_endpoint, &self.bucket)
+    }
+
+    /// The config file, for admin commands.
+    pub fn config(&self) -> &Path {
+        &self.config
+    }
+
+    /// Stops the service with SIGKILL (a crash, as a test wants it).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn admin(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(workspace_bin("valet-service"));
+        command.args(args).arg("--config").arg(&self.config);
+        command
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Reads stdout until `valet-service ready on URL`, then keeps draining it in the background.
+fn wait_for_ready_line(child: &mut Child, stderr_log: &Path) -> String {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("valet-service ready on ") {
+                let _ = tx.send(url.trim().to_string());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(url) => url,
+        Err(_) => {
+            let _ = child.kill();
+            panic!(
+                "valet-service printed no ready line; its log:\n{}",
+                std::fs::read_to_string(stderr_log).unwrap_or_default()
+            )
+        }
+    }
+}

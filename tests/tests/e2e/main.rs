@@ -1,0 +1,21 @@
+//! End-to-end tests: the real `valet` CLI, the real `valet-service` and a real S3 store
+//! (SeaweedFS, which enforces SigV4 signatures, expiry and per-part checksums). No mocks.
+//!
+//! Run with `scripts/test.sh` (README), which installs the store and builds the binaries first.
+
+mod helpers;
+
+/// Keys living 2 s: a slowed upload outlives many keys and completes; the audit log shows renewals.
+mod key_renewal;
+/// SIGKILL in the middle of a 210 MiB upload; `valet put` again and `valet resume` finish it.
+mod resume_after_kill;
+/// Sign-in through the OS keyring, and no secret in any log line even at TRACE.
+mod secrets_stay_secret;
+/// A source file rewritten during its upload is never completed.
+mod source_changed;
+/// The store refuses bytes other than those whose sha256 the key binds, and keys used elsewhere.
+mod store_rejects_tampering;
+/// Files of 0 B, 1 B, part size − 1, part size, part size + 1 and 210 MiB arrive byte-identical.
+mod upload_sizes;
+/// One user cannot see, key, complete or abort another's upload.
+mod user_isolation;

@@ -1,0 +1,165 @@
+use std::io::Write;
+use std::process::Stdio;
+
+use valet_tests::PART_SIZE;
+use valet_tests::cli::{Valet, parse_run};
+use valet_tests::files::random_file;
+use valet_tests::seaweed::SeaweedFs;
+use valet_tests::service::{Service, ServiceOptions};
+
+/// What must never appear in a log line or a file of the client's data dir. Deliberately
+/// literal: the token prefixes of the service and the signature parameter of SigV4 URLs.
+const NEVER_LOGGED: &[&str] = &[
+    "vat_",
+    "vrt_",
+    "vpt_",
+    "X-Amz-Signature=",
+    "X-Amz-Credential=",
+];
+
+fn assert_clean(what: &str, text: &str, secrets: &[&str]) {
+    for needle in NEVER_LOGGED.iter().chain(secrets) {
+        if let Some(at) = text.find(needle) {
+            let line = text[..at].rsplit('\n').next().unwrap_or_default().len();
+            panic!("{what} leaks `{needle}` at byte {at} (column {line})");
+        }
+    }
+}
+
+/// Needs an OS keyring: CI runs the suite inside `dbus-run-session` with an unlocked
+/// gnome-keyring (scripts/test.sh), as a desktop session would have.
+#[test]
+fn sign_in_uses_the_keyring_and_no_secret_reaches_a_log() {
+    let store = SeaweedFs::shared_or_start();
+    let service = Service::start(
+        &store,
+        ServiceOptions {
+            log: "debug".into(),
+            ..ServiceOptions::default()
+        },
+    );
+    let password = "correct horse battery staple 42";
+    service.add_user("carol", password);
+    let api_token = service.add_user_with_token("dave");
+    let dir = tempfile::tempdir().unwrap();
+    let file = random_file(dir.path(), "secret-test.bin", PART_SIZE + 3, 9);
+    let part_size = PART_SIZE.to_string();
+    let mut stderr = String::new();
+
+    // Sign in with a password; the refresh token goes to the OS keyring.
+    let carol = Valet::signed_out(&service.url).log_level("trace");
+    let mut login = carol
+        .command(&[
+            "login",
+            "--server",
+            &service.url,
+            "--user",
+            "carol",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    login
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = login.wait_with_output().unwrap();
+    stderr += &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "valet login: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Signed in again silently from the keyring, twice (the refresh token rotates each time).
+    for round in 0..2 {
+        let out = carol
+            .command(&[
+                "put",
+                "--json",
+                "--part-size",
+                &part_size,
+                file.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let run = parse_run(out);
+        stderr += &run.stderr;
+        assert_eq!(run.verified()["verified"], true, "round {round}");
+    }
+
+    let out = carol.run(&["logout"]);
+    stderr += &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "valet logout: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = parse_run(
+        carol
+            .command(&["put", "--json", file.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
+    stderr += &after.stderr;
+    assert_eq!(
+        after.code,
+        Some(2),
+        "signed out: put is refused with the sign-in exit code: {after:?}"
+    );
+
+    // Scripts sign in with an API token from the environment.
+    let dave = Valet::with_token(&service.url, &api_token).log_level("trace");
+    let run = parse_run(
+        dave.command(&[
+            "put",
+            "--json",
+            "--part-size",
+            &part_size,
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap(),
+    );
+    stderr += &run.stderr;
+    run.verified();
+
+    assert!(
+        stderr.contains("TRACE") || stderr.contains("DEBUG"),
+        "the client really logged at trace level"
+    );
+    assert!(
+        service.log().contains("DEBUG"),
+        "the service really logged at debug level"
+    );
+    assert_clean("client log", &stderr, &[password, &api_token]);
+    assert_clean("service log", &service.log(), &[password, &api_token]);
+    for valet in [&carol, &dave] {
+        for entry in walk(valet.data_dir()) {
+            let bytes = std::fs::read(&entry).unwrap();
+            assert_clean(
+                &entry.display().to_string(),
+                &String::from_utf8_lossy(&bytes),
+                &[password, &api_token],
+            );
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path))
+        } else {
+            files.push(path)
+        }
+    }
+    files
+}
