@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Every test: installs what they need (Debian packages, Rust if missing, SeaweedFS), builds,
+# starts the test store, and runs unit and end-to-end tests inside a keyring session.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+scripts/setup-debian.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+cargo build --workspace --bins --tests --locked
+eval "$(scripts/test-servers.sh start)"
+trap 'scripts/test-servers.sh stop' EXIT
+echo "test store: $VALET_TEST_S3" >&2
+
+scripts/with-keyring.sh cargo test --workspace --locked -- --test-threads 2
+echo "all tests passed in $(( $(date +%s) - started )) s" >&2
