@@ -1,0 +1,203 @@
+//! HTTP machinery shared by the service client and the store adapter: clients, capped reply
+//! reading, and the retry policy.
+
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use bytes::{Bytes, BytesMut};
+
+/// Largest reply body the engine reads from the service. Real replies are a few KiB (100 keys
+/// are about 100 KiB); anything larger is refused as a bad reply instead of filling memory.
+pub const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Largest error body read from the store (S3 error documents are well under 1 KiB).
+pub(crate) const MAX_STORE_ERROR_BYTES: usize = 64 * 1024;
+
+const USER_AGENT: &str = concat!("valet-upload/", env!("CARGO_PKG_VERSION"));
+
+/// The client for the valet service. Redirects are not followed (a redirect could carry the
+/// bearer token elsewhere); every request has a total timeout.
+pub(crate) fn service_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// The client for the store. No total timeout (a rate-limited part may take long), but a read
+/// timeout so that a stalled connection is noticed; redirects are not followed because the key
+/// only allows the URL the service signed.
+pub(crate) fn store_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// Why a reply body could not be read.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// Larger than the cap; reading stopped there.
+    TooLarge(usize),
+    /// The connection failed while reading.
+    Transport(reqwest::Error),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooLarge(cap) => write!(f, "reply body larger than {cap} bytes"),
+            Self::Transport(e) => write!(f, "reading the reply failed: {e}"),
+        }
+    }
+}
+
+/// Reads a reply body, stopping with [`ReadError::TooLarge`] as soon as it exceeds `cap` bytes
+/// (a hostile `Content-Length` is refused before reading anything).
+pub(crate) async fn read_capped(
+    mut resp: reqwest::Response,
+    cap: usize,
+) -> Result<Bytes, ReadError> {
+    if resp.content_length().is_some_and(|len| len > cap as u64) {
+        return Err(ReadError::TooLarge(cap));
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| ReadError::Transport(e.without_url()))?
+    {
+        if body.len() + chunk.len() > cap {
+            return Err(ReadError::TooLarge(cap));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// How failed requests are retried, for service calls and part uploads alike.
+///
+/// Retried: connection failures, timeouts and resets; HTTP 429 and every 5xx (including S3's
+/// `503 SlowDown` and `500 InternalError`, which S3 asks clients to retry). Not retried: other
+/// 4xx, which a second identical request cannot fix (part uploads handle their own special 4xx
+/// cases: an expired key gets a new key, `400 BadDigest` re-reads the part).
+///
+/// Delays grow exponentially from `min_delay` to `max_delay` with random jitter (so that many
+/// clients after one outage do not retry in lockstep), for at most `max_attempts` attempts and
+/// for at most `deadline` after the first failure; then the operation fails with
+/// [`crate::Error::RetriesExhausted`] and the upload can be resumed later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// First delay.
+    pub min_delay: Duration,
+    /// Longest single delay.
+    pub max_delay: Duration,
+    /// Most attempts of one operation, the first included.
+    pub max_attempts: u32,
+    /// Longest time from the first failure to the last attempt.
+    pub deadline: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            min_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(15),
+            max_attempts: 10,
+            deadline: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The retry state of one operation.
+pub(crate) struct Retry {
+    policy: RetryPolicy,
+    backoff: ExponentialBackoff,
+    first_failure: Option<Instant>,
+    attempts: u32,
+}
+
+impl Retry {
+    pub(crate) fn new(policy: RetryPolicy) -> Self {
+        let backoff = ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(policy.min_delay)
+            .with_max_delay(policy.max_delay)
+            .with_max_times(policy.max_attempts.saturating_sub(1) as usize)
+            .build();
+        Self {
+            policy,
+            backoff,
+            first_failure: None,
+            attempts: 0,
+        }
+    }
+
+    /// Attempts failed so far.
+    pub(crate) fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Records a failed attempt at `now`; the delay before the next one, or `None` when the
+    /// budget (attempts or deadline) is spent.
+    pub(crate) fn failed(&mut self, now: Instant) -> Option<Duration> {
+        self.attempts += 1;
+        let first = *self.first_failure.get_or_insert(now);
+        let delay = self.backoff.next()?;
+        let elapsed = now.saturating_duration_since(first);
+        (elapsed + delay <= self.policy.deadline).then_some(delay)
+    }
+}
+
+/// Whether an HTTP status is worth retrying (see [`RetryPolicy`]).
+pub(crate) fn is_retryable_status(status: u16) -> bool {
+    status == 429 || (500..600).contains(&status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_stops_at_attempts_and_deadline() {
+        let policy = RetryPolicy {
+            min_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(20),
+            max_attempts: 3,
+            deadline: Duration::from_secs(60),
+        };
+        let mut retry = Retry::new(policy);
+        let t = Instant::now();
+        assert!(retry.failed(t).is_some());
+        assert!(retry.failed(t).is_some());
+        assert!(retry.failed(t).is_none(), "three attempts in all");
+        assert_eq!(retry.attempts(), 3);
+
+        let mut retry = Retry::new(RetryPolicy {
+            deadline: Duration::from_secs(1),
+            max_attempts: 100,
+            ..policy
+        });
+        assert!(retry.failed(t).is_some());
+        assert!(
+            retry.failed(t + Duration::from_secs(2)).is_none(),
+            "past the deadline"
+        );
+    }
+
+    #[test]
+    fn retryable_statuses() {
+        for s in [429, 500, 502, 503, 504] {
+            assert!(is_retryable_status(s), "{s}");
+        }
+        for s in [200, 400, 401, 403, 404, 409] {
+            assert!(!is_retryable_status(s), "{s}");
+        }
+    }
+}

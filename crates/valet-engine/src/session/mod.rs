@@ -1,0 +1,457 @@
+//! The signed-in connection to the valet service.
+//!
+//! Two ways to authenticate:
+//! - a **sign-in** ([`Session::login`]): the account's password is traded once for an access
+//!   token (kept in memory only) and a refresh token (kept in the OS keyring through a
+//!   [`SecretStore`]). The access token is renewed shortly before it expires by one refresher at
+//!   a time; the rotated refresh token is written back to the keyring after every refresh, before
+//!   the new access token is used (losing it would end the sign-in);
+//! - an **API token** ([`Session::with_api_token`], `VALET_SERVER` + `VALET_TOKEN`), used directly
+//!   as the bearer token: for scripts, CI, and machines without a keyring.
+//!
+//! Every request goes through one retry loop (see [`RetryPolicy`]); a `401 token_expired` answer
+//! triggers one refresh and one more attempt.
+
+mod api;
+mod secrets;
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::Method;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use url::Url;
+use valet_protocol::{ApiError, ErrorCode, LogoutRequest, Me, TokenRequest, TokenResponse};
+
+pub use api::{KeyLease, StoreTarget};
+pub use secrets::{KEYRING_SERVICE, MemoryKeyring, OsKeyring, SecretStore};
+
+use crate::error::{Error, Result};
+use crate::http::{self, MAX_REPLY_BYTES, Retry, RetryPolicy};
+use crate::settings::SignIn;
+use crate::urls;
+
+/// A connection to the valet service, authenticated by a sign-in or an API token.
+pub struct Session {
+    server: Url,
+    http: reqwest::Client,
+    auth: Auth,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("server", &urls::redact(&self.server))
+            .field("user", &self.user())
+            .finish_non_exhaustive()
+    }
+}
+
+enum Auth {
+    /// Only while signing in: no token yet.
+    Anonymous,
+    ApiToken(SecretString),
+    SignedIn(SignedIn),
+}
+
+struct SignedIn {
+    sign_in: SignIn,
+    keyring: Arc<dyn SecretStore>,
+    /// Read on every request (fast path); written by the refresher only.
+    current: RwLock<Option<AccessToken>>,
+    /// Held by the one task that refreshes; others wait and then reuse its result.
+    refresh_lock: tokio::sync::Mutex<()>,
+}
+
+struct AccessToken {
+    token: SecretString,
+    renew_at: Instant,
+}
+
+/// When to renew a token (or key) that was issued at `issued` and lives `ttl`: a margin before
+/// it expires of 60 s, or half its life when that is shorter, so that clock drift and a slow
+/// request never present an expired token.
+pub fn renew_at(issued: Instant, ttl: Duration) -> Instant {
+    let margin = Duration::from_secs(60).min(ttl / 2);
+    issued + (ttl - margin)
+}
+
+/// The longest lifetime the engine believes (a hostile `expires_in` cannot overflow a clock).
+const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+impl Session {
+    /// Signs in with a password: the refresh token goes to `keyring`, the server and account
+    /// name to `data_dir/signin.json`.
+    pub async fn login(
+        server: &str,
+        user: &str,
+        password: SecretString,
+        keyring: Arc<dyn SecretStore>,
+        data_dir: &Path,
+    ) -> Result<Self> {
+        let server = urls::parse_server(server)?;
+        let sign_in = SignIn {
+            server: server.to_string(),
+            user: user.to_owned(),
+        };
+        let mut session = Self::new(server, Auth::Anonymous);
+        let request = TokenRequest::Password {
+            username: user.to_owned(),
+            password: password.expose_secret().to_owned(),
+        };
+        let sent = Instant::now();
+        let tokens: TokenResponse = session
+            .request(Method::POST, "v1/auth/token", Some(&request), false)
+            .await?;
+        let signed_in = SignedIn {
+            sign_in,
+            keyring,
+            current: RwLock::new(None),
+            refresh_lock: tokio::sync::Mutex::new(()),
+        };
+        let token = signed_in.accept(tokens, sent).await?;
+        *signed_in.current.write().unwrap_or_else(|p| p.into_inner()) = Some(token);
+        signed_in.sign_in.save(data_dir)?;
+        session.auth = Auth::SignedIn(signed_in);
+        Ok(session)
+    }
+
+    /// The sign-in saved in `data_dir` by [`Session::login`]; its refresh token is read from
+    /// `keyring` on first use. [`Error::NotSignedIn`] when there is none.
+    pub fn saved(data_dir: &Path, keyring: Arc<dyn SecretStore>) -> Result<Self> {
+        let sign_in = SignIn::load(data_dir)?.ok_or(Error::NotSignedIn)?;
+        let server = urls::parse_server(&sign_in.server)?;
+        Ok(Self::new(
+            server,
+            Auth::SignedIn(SignedIn {
+                sign_in,
+                keyring,
+                current: RwLock::new(None),
+                refresh_lock: tokio::sync::Mutex::new(()),
+            }),
+        ))
+    }
+
+    /// A session that presents an API token as its bearer token (`VALET_SERVER` + `VALET_TOKEN`).
+    pub fn with_api_token(server: &str, token: SecretString) -> Result<Self> {
+        let server = urls::parse_server(server)?;
+        if token.expose_secret().trim().is_empty() {
+            return Err(Error::NotSignedIn);
+        }
+        Ok(Self::new(server, Auth::ApiToken(token)))
+    }
+
+    fn new(server: Url, auth: Auth) -> Self {
+        Self {
+            server,
+            http: http::service_client(),
+            auth,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Replaces the retry policy of service calls.
+    pub fn set_retry_policy(&mut self, policy: RetryPolicy) {
+        self.retry = policy;
+    }
+
+    /// The service's base URL.
+    pub fn server(&self) -> &Url {
+        &self.server
+    }
+
+    /// The signed-in account, when signed in with a password (`None` for an API token).
+    pub fn user(&self) -> Option<&str> {
+        match &self.auth {
+            Auth::Anonymous | Auth::ApiToken(_) => None,
+            Auth::SignedIn(s) => Some(&s.sign_in.user),
+        }
+    }
+
+    /// Who the service says we are; a cheap way to check the session works.
+    pub async fn me(&self) -> Result<Me> {
+        self.request::<(), _>(Method::GET, "v1/me", None, true)
+            .await
+    }
+
+    /// Ends the sign-in: asks the service to revoke its tokens, then forgets the refresh token
+    /// and the sign-in settings, even when the service cannot be reached (its error is returned
+    /// after the local cleanup). An API-token session has nothing to end.
+    pub async fn logout(self, data_dir: &Path) -> Result<()> {
+        let Auth::SignedIn(signed_in) = &self.auth else {
+            return Ok(());
+        };
+        let account = signed_in.sign_in.keyring_account();
+        let revoked = async {
+            // Refresh first: the bearer must be valid, and the token to revoke is the newest.
+            self.bearer().await?;
+            let refresh_token = signed_in.refresh_token().await?;
+            let body = LogoutRequest {
+                refresh_token: Some(refresh_token.expose_secret().to_owned()),
+            };
+            self.request_raw(Method::POST, "v1/auth/logout", Some(&body), true)
+                .await
+                .map(drop)
+        }
+        .await;
+        let keyring = signed_in.keyring.clone();
+        blocking(move || keyring.delete(&account)).await?;
+        SignIn::remove(data_dir)?;
+        revoked
+    }
+
+    /// A bearer token valid for at least the renewal margin.
+    async fn bearer(&self) -> Result<SecretString> {
+        let signed_in = match &self.auth {
+            Auth::ApiToken(token) => return Ok(token.clone()),
+            Auth::Anonymous => return Err(Error::NotSignedIn),
+            Auth::SignedIn(s) => s,
+        };
+        if let Some(token) = signed_in.fresh(Instant::now()) {
+            return Ok(token);
+        }
+        let _one_refresher = signed_in.refresh_lock.lock().await;
+        if let Some(token) = signed_in.fresh(Instant::now()) {
+            return Ok(token); // another task refreshed while we waited
+        }
+        let refresh_token = signed_in.refresh_token().await?;
+        let request = TokenRequest::RefreshToken {
+            refresh_token: refresh_token.expose_secret().to_owned(),
+        };
+        let sent = Instant::now();
+        let reply = Box::pin(self.request::<_, TokenResponse>(
+            Method::POST,
+            "v1/auth/token",
+            Some(&request),
+            false,
+        ))
+        .await;
+        let tokens = match reply {
+            Ok(tokens) => tokens,
+            Err(Error::Service { error, .. }) if is_sign_in_over(error.code) => {
+                return Err(Error::SignInExpired {
+                    user: signed_in.sign_in.user.clone(),
+                    server: urls::redact(&self.server),
+                    reason: error.message,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let token = signed_in.accept(tokens, sent).await?;
+        let bearer = token.token.clone();
+        *signed_in.current.write().unwrap_or_else(|p| p.into_inner()) = Some(token);
+        tracing::debug!(user = %signed_in.sign_in.user, "access token refreshed");
+        Ok(bearer)
+    }
+
+    /// Forgets the in-memory access token (after the service said it expired).
+    fn invalidate(&self) {
+        if let Auth::SignedIn(s) = &self.auth {
+            *s.current.write().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+
+    /// Sends a JSON request and parses a JSON answer, with retries (see [`RetryPolicy`]).
+    pub(crate) async fn request<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        authenticated: bool,
+    ) -> Result<T> {
+        let (from, bytes) = self.request_raw(method, path, body, authenticated).await?;
+        serde_json::from_slice(&bytes).map_err(|e| json_error(&from, &e))
+    }
+
+    /// Sends a JSON request; the answer's body when it succeeded (2xx).
+    pub(crate) async fn request_raw<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        authenticated: bool,
+    ) -> Result<(String, Bytes)> {
+        let url = self
+            .server
+            .join(path.trim_start_matches('/'))
+            .map_err(|e| Error::Invalid(format!("bad API path {path:?}: {e}")))?;
+        let what = format!("{method} {}", urls::redact(&url));
+        let body = match body {
+            Some(b) => Some(Bytes::from(serde_json::to_vec(b).map_err(|e| {
+                Error::Invalid(format!("{what}: cannot encode the request: {e}"))
+            })?)),
+            None => None,
+        };
+        let mut retry = Retry::new(self.retry);
+        let mut refreshed = false;
+        loop {
+            let mut req = self.http.request(method.clone(), url.clone());
+            if authenticated {
+                let bearer = self.bearer().await?;
+                let mut value =
+                    HeaderValue::from_str(&format!("Bearer {}", bearer.expose_secret())).map_err(
+                        |_| Error::Invalid("the token is not a valid header value".into()),
+                    )?;
+                value.set_sensitive(true);
+                req = req.header(AUTHORIZATION, value);
+            }
+            if let Some(body) = &body {
+                req = req
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            tracing::debug!(request = %what, "service call");
+            let failure = match req.send().await {
+                Err(e) if e.is_builder() => {
+                    return Err(Error::Network {
+                        what,
+                        source: e.without_url(),
+                    });
+                }
+                Err(e) => e.without_url().to_string(),
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let reply = http::read_capped(resp, MAX_REPLY_BYTES).await;
+                    tracing::debug!(request = %what, status, "service answer");
+                    match reply {
+                        Ok(bytes) if (200..300).contains(&status) => return Ok((what, bytes)),
+                        Err(http::ReadError::TooLarge(cap)) => {
+                            return Err(Error::BadReply {
+                                from: what,
+                                what: format!("HTTP {status} with a body larger than {cap} bytes"),
+                            });
+                        }
+                        Err(e @ http::ReadError::Transport(_)) => e.to_string(),
+                        Ok(bytes) => {
+                            let parsed = serde_json::from_slice::<ApiError>(&bytes);
+                            match parsed {
+                                Ok(error)
+                                    if status == 401
+                                        && error.code == ErrorCode::TokenExpired
+                                        && authenticated
+                                        && !refreshed
+                                        && matches!(self.auth, Auth::SignedIn(_)) =>
+                                {
+                                    refreshed = true;
+                                    self.invalidate();
+                                    continue;
+                                }
+                                Ok(error) if !http::is_retryable_status(status) => {
+                                    return Err(Error::Service { status, error });
+                                }
+                                Ok(error) => format!("HTTP {status}: {error}"),
+                                Err(e) if !http::is_retryable_status(status) => {
+                                    return Err(Error::BadReply {
+                                        from: what,
+                                        what: format!(
+                                            "HTTP {status} without a valid error body ({})",
+                                            json_error_kind(&e)
+                                        ),
+                                    });
+                                }
+                                Err(_) => format!("HTTP {status}"),
+                            }
+                        }
+                    }
+                }
+            };
+            match retry.failed(Instant::now()) {
+                Some(delay) => {
+                    tracing::info!(request = %what, error = %failure, ?delay, "retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                None => {
+                    return Err(Error::RetriesExhausted {
+                        what,
+                        attempts: retry.attempts(),
+                        last: failure,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl SignedIn {
+    fn fresh(&self, now: Instant) -> Option<SecretString> {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        current
+            .as_ref()
+            .filter(|t| now < t.renew_at)
+            .map(|t| t.token.clone())
+    }
+
+    async fn refresh_token(&self) -> Result<SecretString> {
+        let keyring = self.keyring.clone();
+        let account = self.sign_in.keyring_account();
+        blocking(move || keyring.get(&account))
+            .await?
+            .ok_or(Error::NotSignedIn)
+    }
+
+    /// Checks a token answer and saves its refresh token; the access token to use.
+    async fn accept(&self, tokens: TokenResponse, sent: Instant) -> Result<AccessToken> {
+        if !tokens.token_type.eq_ignore_ascii_case("bearer") || tokens.access_token.is_empty() {
+            return Err(Error::BadReply {
+                from: "POST /v1/auth/token".into(),
+                what: format!("unexpected token type {:?}", tokens.token_type),
+            });
+        }
+        let keyring = self.keyring.clone();
+        let account = self.sign_in.keyring_account();
+        let refresh = SecretString::from(tokens.refresh_token);
+        blocking(move || keyring.set(&account, &refresh)).await?;
+        let ttl = Duration::from_secs(tokens.expires_in).min(MAX_TTL);
+        Ok(AccessToken {
+            token: SecretString::from(tokens.access_token),
+            renew_at: renew_at(sent, ttl),
+        })
+    }
+}
+
+/// Answers to a refresh that mean "sign in again".
+fn is_sign_in_over(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::TokenRevoked
+            | ErrorCode::TokenExpired
+            | ErrorCode::Unauthenticated
+            | ErrorCode::InvalidCredentials
+    )
+}
+
+/// Runs a keyring call off the async threads (Secret Service calls block on D-Bus).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(Error::Keyring {
+            detail: format!("keyring call failed: {e}"),
+        })
+    })
+}
+
+/// A JSON error that never quotes the reply (it could hold a token).
+pub(crate) fn json_error(from: &str, e: &serde_json::Error) -> Error {
+    Error::BadReply {
+        from: from.to_owned(),
+        what: format!("not the expected JSON ({})", json_error_kind(e)),
+    }
+}
+
+fn json_error_kind(e: &serde_json::Error) -> String {
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "I/O error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "wrong shape",
+        serde_json::error::Category::Eof => "truncated",
+    };
+    format!("{kind} at line {}, column {}", e.line(), e.column())
+}
+
+#[cfg(test)]
+mod tests;

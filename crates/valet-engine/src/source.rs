@@ -1,0 +1,139 @@
+//! The file being uploaded: what it looked like when the upload started, and whether it still
+//! does. A change is noticed after every part is read and again before completion; a changed
+//! file is never completed ([`Error::SourceChanged`]).
+
+use std::fs::Metadata;
+use std::path::Path;
+use std::time::UNIX_EPOCH;
+
+use crate::error::{Error, Result};
+
+/// What identifies a version of a file: its size, modification time and (where the OS has one)
+/// inode. Equal stamps mean "same file, unchanged" for the purpose of resuming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileStamp {
+    /// Bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch (negative before it).
+    pub mtime_ns: i64,
+    /// Inode number on Unix; `None` elsewhere.
+    pub inode: Option<u64>,
+}
+
+impl FileStamp {
+    /// The stamp of a file from its metadata.
+    pub fn of(meta: &Metadata) -> Self {
+        let mtime_ns = meta
+            .modified()
+            .ok()
+            .map(|t| match t.duration_since(UNIX_EPOCH) {
+                Ok(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
+                Err(before) => -i64::try_from(before.duration().as_nanos()).unwrap_or(i64::MAX),
+            })
+            .unwrap_or(0);
+        Self {
+            size: meta.len(),
+            mtime_ns,
+            inode: inode(meta),
+        }
+    }
+
+    /// The stamp of the file at `path` now.
+    pub fn read(path: &Path) -> Result<Self> {
+        let meta = std::fs::metadata(path).map_err(|source| Error::SourceUnreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if !meta.is_file() {
+            return Err(Error::NotAFile {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(Self::of(&meta))
+    }
+
+    /// What differs between this stamp and `now`, if anything.
+    pub fn difference(&self, now: &Self) -> Option<String> {
+        if self.size != now.size {
+            Some(format!("size {} is now {}", self.size, now.size))
+        } else if self.mtime_ns != now.mtime_ns {
+            Some("modification time changed".into())
+        } else if self.inode.is_some() && now.inode.is_some() && self.inode != now.inode {
+            Some("the file was replaced by another one".into())
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(unix)]
+fn inode(meta: &Metadata) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Some(meta.ino())
+}
+
+#[cfg(not(unix))]
+fn inode(_meta: &Metadata) -> Option<u64> {
+    None
+}
+
+/// [`Error::SourceChanged`] unless the file at `path` still has stamp `expected`. A file that
+/// vanished counts as changed.
+pub fn check_unchanged(path: &Path, expected: &FileStamp) -> Result<()> {
+    let now = match std::fs::metadata(path) {
+        Ok(meta) => FileStamp::of(&meta),
+        Err(e) => {
+            return Err(Error::SourceChanged {
+                path: path.to_path_buf(),
+                reason: format!("cannot be read any more: {e}"),
+            });
+        }
+    };
+    match expected.difference(&now) {
+        None => Ok(()),
+        Some(reason) => Err(Error::SourceChanged {
+            path: path.to_path_buf(),
+            reason,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_are_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"hello").unwrap();
+        let stamp = FileStamp::read(&path).unwrap();
+        assert_eq!(stamp.size, 5);
+        check_unchanged(&path, &stamp).unwrap();
+
+        std::fs::write(&path, b"hello world").unwrap();
+        let e = check_unchanged(&path, &stamp).unwrap_err();
+        assert_eq!(e.code(), "source_changed", "{e}");
+
+        let later = FileStamp {
+            mtime_ns: stamp.mtime_ns + 1,
+            ..stamp
+        };
+        assert!(stamp.difference(&later).is_some(), "same size, other mtime");
+        let replaced = FileStamp {
+            inode: stamp.inode.map(|i| i + 1),
+            ..stamp
+        };
+        assert_eq!(stamp.difference(&replaced).is_some(), stamp.inode.is_some());
+
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            check_unchanged(&path, &stamp).unwrap_err().code(),
+            "source_changed"
+        );
+        assert_eq!(
+            FileStamp::read(dir.path()).unwrap_err().code(),
+            "not_a_file"
+        );
+    }
+}

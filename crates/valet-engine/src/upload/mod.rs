@@ -1,0 +1,532 @@
+//! Uploads: one file, start to verified, resumable.
+//!
+//! 1. The file is stat-ed and journaled (path, size, mtime, inode, part size) — or, when an
+//!    unfinished journal entry matches (path, size, mtime), that upload is resumed instead.
+//! 2. The service creates the upload (or, on resume, says which parts the store holds).
+//! 3. The [`pipeline`] reads the whole file once (whole-file SHA-256), checks parts stored
+//!    earlier, and sends the others in parallel, journaling each receipt.
+//! 4. The file is checked unchanged, and the service is asked to complete: only its
+//!    "verified" answer marks the upload verified.
+//!
+//! A changed file ([`Error::SourceChanged`]) or a refusal ends the upload as `failed`; network
+//! trouble and outages leave it `uploading`, for [`Engine::resume_all`].
+
+mod pipeline;
+mod ratelimit;
+mod reader;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use time::OffsetDateTime;
+use valet_protocol::{
+    CompleteUpload, CreateUpload, DEFAULT_PART_SIZE, ErrorCode, PartLayout, PartReceipt,
+    UploadState,
+};
+
+pub use ratelimit::RateLimit;
+
+use crate::error::{Error, Result};
+use crate::events::{Event, Events};
+use crate::http::{self, RetryPolicy};
+use crate::journal::{Journal, JournalEntry, NewEntry};
+use crate::session::{Session, StoreTarget};
+use crate::source::{FileStamp, check_unchanged};
+
+/// How to upload.
+#[derive(Debug, Clone)]
+pub struct PutOptions {
+    /// Folder under the account's prefix (`--to`).
+    pub prefix: Option<String>,
+    /// MIME type to announce; the service decides when `None`.
+    pub content_type: Option<String>,
+    /// Parts sent at once (`--parallel`), 1 to 64. Memory in use is about
+    /// `(parallel + 2) × part size`.
+    pub parallel: usize,
+    /// Preferred part size (`--part-size`); grown when the file would need too many parts
+    /// ([`valet_protocol::choose_part_size`]). Only used for new uploads.
+    pub part_size: u64,
+    /// Bandwidth limit shared by every part (and every upload given the same limit).
+    pub limit: Option<Arc<RateLimit>>,
+    /// Retries of part uploads.
+    pub retry: RetryPolicy,
+}
+
+impl Default for PutOptions {
+    fn default() -> Self {
+        Self {
+            prefix: None,
+            content_type: None,
+            parallel: 4,
+            part_size: DEFAULT_PART_SIZE,
+            limit: None,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Most parts sent at once.
+pub const MAX_PARALLEL: usize = 64;
+
+/// A verified upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadReport {
+    /// Journal id.
+    pub id: i64,
+    /// The file (absolute).
+    pub path: PathBuf,
+    /// The service's upload id.
+    pub upload_id: String,
+    /// Where the object is.
+    pub object_key: String,
+    /// Bytes in the object.
+    pub size: u64,
+    /// Whole-file SHA-256, hex.
+    pub sha256: String,
+    /// Body bytes sent to the store in this run, retries included.
+    pub bytes_sent: u64,
+    /// Bytes the store held from earlier runs and that were not sent again.
+    pub bytes_already_stored: u64,
+    /// Whether an earlier run was continued.
+    pub resumed: bool,
+}
+
+/// The upload engine: a session with the service, the journal, and a client for the store.
+///
+/// ```no_run
+/// # async fn example() -> valet_engine::Result<()> {
+/// use std::sync::Arc;
+/// use valet_engine::{Engine, Events, Journal, OsKeyring, PutOptions, Session};
+///
+/// let data_dir = valet_engine::default_data_dir()?;
+/// let session = Session::saved(&data_dir, Arc::new(OsKeyring))?;
+/// let engine = Engine::new(session, Journal::open_in(&data_dir)?);
+/// let (events, mut rx) = Events::channel();
+/// tokio::spawn(async move { while let Some(_event) = rx.recv().await { /* progress */ } });
+/// let report = engine
+///     .put("big.iso".as_ref(), &PutOptions::default(), &events)
+///     .await?;
+/// println!("{} verified, sha256 {}", report.object_key, report.sha256);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Engine {
+    session: Arc<Session>,
+    journal: Journal,
+    client: reqwest::Client,
+}
+
+impl Engine {
+    /// An engine over `session` and `journal`.
+    pub fn new(session: Session, journal: Journal) -> Self {
+        Self {
+            session: Arc::new(session),
+            journal,
+            client: http::store_client(),
+        }
+    }
+
+    /// The session.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Uploads the file at `path` until the service verifies it, resuming an unfinished upload
+    /// of the same file (same path, size and modification time) instead of starting over.
+    ///
+    /// Unfinished uploads of the same path whose file has changed since are marked failed.
+    pub async fn put(
+        &self,
+        path: &Path,
+        options: &PutOptions,
+        events: &Events,
+    ) -> Result<UploadReport> {
+        check_options(options)?;
+        let path = std::fs::canonicalize(path).map_err(|source| Error::SourceUnreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let stamp = FileStamp::read(&path)?;
+        let found = {
+            let (journal, path) = (self.journal.clone(), path.clone());
+            blocking(move || journal.find_unfinished(&path, &stamp)).await?
+        };
+        if let Some(entry) = found {
+            return self.run_entry(entry, options, events).await;
+        }
+        self.fail_stale(&path, &stamp).await?;
+        let part_size = valet_protocol::choose_part_size(stamp.size, options.part_size);
+        PartLayout::new(stamp.size, part_size).map_err(|e| Error::Invalid(e.to_string()))?;
+        let server = self.session.server().to_string();
+        let id = {
+            let journal = self.journal.clone();
+            let path = path.clone();
+            let prefix = options.prefix.clone();
+            blocking(move || {
+                let new = NewEntry {
+                    path: &path,
+                    stamp,
+                    part_size,
+                    server: &server,
+                    prefix: prefix.as_deref(),
+                };
+                journal.begin(&new, OffsetDateTime::now_utc())
+            })
+            .await?
+        };
+        let entry = self.entry(id).await?;
+        self.run_entry(entry, options, events).await
+    }
+
+    /// Finishes every unfinished upload in the journal (after a crash, a reboot, a lost
+    /// network), oldest first; one result per upload.
+    pub async fn resume_all(
+        &self,
+        options: &PutOptions,
+        events: &Events,
+    ) -> Result<Vec<(PathBuf, Result<UploadReport>)>> {
+        check_options(options)?;
+        let journal = self.journal.clone();
+        let entries = blocking(move || journal.unfinished()).await?;
+        let mut results = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let path = entry.path.clone();
+            let result = self.run_entry(entry, options, events).await;
+            results.push((path, result));
+        }
+        Ok(results)
+    }
+
+    /// Earlier unfinished uploads of `path` made when the file was different cannot be
+    /// finished: they are marked failed and aborted on the service (best effort).
+    async fn fail_stale(&self, path: &Path, stamp: &FileStamp) -> Result<()> {
+        let stale = {
+            let (journal, path) = (self.journal.clone(), path.to_path_buf());
+            blocking(move || journal.unfinished_of(&path)).await?
+        };
+        for old in stale {
+            let reason = old.stamp.difference(stamp).unwrap_or_default();
+            let error = Error::SourceChanged {
+                path: path.to_path_buf(),
+                reason,
+            };
+            let journal = self.journal.clone();
+            let (code, message) = (error.code(), error.to_string());
+            blocking(move || {
+                journal.mark_failed(old.id, code, &message, OffsetDateTime::now_utc())
+            })
+            .await?;
+            if let Some(upload_id) = &old.upload_id {
+                if old.server.as_deref() == Some(self.session.server().as_str()) {
+                    if let Err(e) = self.session.abort_upload(upload_id).await {
+                        tracing::info!(upload = old.id, error = %e, "could not abort a stale upload");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn entry(&self, id: i64) -> Result<JournalEntry> {
+        let journal = self.journal.clone();
+        blocking(move || journal.entry(id)).await
+    }
+
+    /// Runs one journaled upload and journals how it ended.
+    async fn run_entry(
+        &self,
+        entry: JournalEntry,
+        options: &PutOptions,
+        events: &Events,
+    ) -> Result<UploadReport> {
+        let id = entry.id;
+        let result = self.drive(entry, options, events).await;
+        if let Err(error) = &result {
+            events.emit(Event::Failed {
+                upload: id,
+                code: error.code(),
+                message: error.to_string(),
+            });
+            let journal = self.journal.clone();
+            let resumable = error.is_resumable();
+            let (code, message) = (error.code(), error.to_string());
+            let written = blocking(move || {
+                let now = OffsetDateTime::now_utc();
+                if resumable {
+                    journal.note_error(id, code, &message, now)
+                } else {
+                    journal.mark_failed(id, code, &message, now)
+                }
+            })
+            .await;
+            if let Err(e) = written {
+                tracing::warn!(upload = id, error = %e, "could not journal the failure");
+            }
+        }
+        result
+    }
+
+    async fn drive(
+        &self,
+        mut entry: JournalEntry,
+        options: &PutOptions,
+        events: &Events,
+    ) -> Result<UploadReport> {
+        check_unchanged(&entry.path, &entry.stamp)?;
+        let layout = PartLayout::new(entry.stamp.size, entry.part_size)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let server = self.session.server().to_string();
+        let resumed = entry.upload_id.is_some();
+        let mut done = BTreeMap::new();
+
+        // Bring what the journal knows in line with what the service and store hold.
+        if let Some(upload_id) = entry.upload_id.clone() {
+            let same_server = entry.server.as_deref() == Some(server.as_str());
+            let status = if same_server && entry.store_origin.is_some() {
+                match self.session.upload_status(&upload_id).await {
+                    Ok(status) => Some(status),
+                    Err(e) if e.service_code() == Some(ErrorCode::NotFound) => None,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                None
+            };
+            match status {
+                Some(status) if status.state == UploadState::Verified => {
+                    return self.already_verified(&entry, status.sha256).await;
+                }
+                Some(status) if status.state == UploadState::Open && status.layout == layout => {
+                    let stored: BTreeMap<u32, u64> =
+                        status.parts.iter().map(|p| (p.number, p.size)).collect();
+                    let receipts = self.receipts(entry.id).await?;
+                    let (keep, gone): (Vec<PartReceipt>, Vec<PartReceipt>) = receipts
+                        .into_iter()
+                        .partition(|r| stored.get(&r.number) == Some(&r.size));
+                    if !gone.is_empty() {
+                        let numbers: Vec<u32> = gone.iter().map(|r| r.number).collect();
+                        tracing::info!(
+                            upload = entry.id,
+                            ?numbers,
+                            "store lost parts; sending them again"
+                        );
+                        let journal = self.journal.clone();
+                        let id = entry.id;
+                        blocking(move || journal.remove_receipts(id, &numbers)).await?;
+                    }
+                    done = keep.into_iter().map(|r| (r.number, r)).collect();
+                }
+                _ => {
+                    tracing::info!(
+                        upload = entry.id,
+                        "the service no longer has this upload; starting it again"
+                    );
+                    let journal = self.journal.clone();
+                    let (id, server) = (entry.id, server.clone());
+                    blocking(move || journal.reset_upload(id, &server, OffsetDateTime::now_utc()))
+                        .await?;
+                    entry = self.entry(entry.id).await?;
+                }
+            }
+        }
+
+        let (upload_id, object_key, store) = match (
+            entry.upload_id.clone(),
+            entry.object_key.clone(),
+            entry.store_origin.clone(),
+            entry.key_ttl_secs,
+        ) {
+            (Some(upload_id), Some(object_key), Some(origin), Some(ttl)) => {
+                let store = StoreTarget {
+                    origin,
+                    key_ttl: std::time::Duration::from_secs(ttl),
+                };
+                (upload_id, object_key, store)
+            }
+            _ => self.create(&entry, options).await?,
+        };
+
+        let already_stored: u64 = done.values().map(|r| r.size).sum();
+        events.emit(Event::Started {
+            upload: entry.id,
+            path: entry.path.clone(),
+            size: entry.stamp.size,
+            part_count: layout.part_count,
+            already_stored,
+            resumed,
+        });
+        let run = Arc::new(pipeline::Run {
+            session: self.session.clone(),
+            journal: self.journal.clone(),
+            client: self.client.clone(),
+            upload: entry.id,
+            upload_id: upload_id.clone(),
+            store,
+            path: entry.path.clone(),
+            stamp: entry.stamp,
+            layout,
+            done,
+            parallel: options.parallel,
+            limit: options.limit.clone(),
+            retry: options.retry,
+            events: events.clone(),
+            sent: AtomicU64::new(0),
+        });
+        let whole = pipeline::run(run.clone()).await?;
+        let bytes_sent = run.sent.load(Ordering::Relaxed);
+        let sha256 = hex::encode(whole);
+
+        check_unchanged(&entry.path, &entry.stamp)?;
+        let parts = self.receipts(entry.id).await?;
+        let complete_parts = parts.len() == layout.part_count as usize
+            && parts.iter().zip(1..).all(|(r, n)| r.number == n);
+        if !complete_parts {
+            return Err(Error::Invalid(format!(
+                "{} of {} parts journaled after sending every part",
+                parts.len(),
+                layout.part_count
+            )));
+        }
+        events.emit(Event::Verifying { upload: entry.id });
+        let complete = CompleteUpload {
+            sha256: sha256.clone(),
+            parts,
+        };
+        let verified = match self.session.complete_upload(&upload_id, &complete).await {
+            Ok(verified) => verified.object_key,
+            // A retried completion whose first attempt went through: ask where it stands.
+            Err(e) if e.service_code() == Some(ErrorCode::Conflict) => {
+                let status = self.session.upload_status(&upload_id).await?;
+                if status.state != UploadState::Verified
+                    || !status
+                        .sha256
+                        .is_some_and(|s| s.eq_ignore_ascii_case(&sha256))
+                {
+                    return Err(e);
+                }
+                status.object_key
+            }
+            Err(e) => return Err(e),
+        };
+        let object_key = if verified.is_empty() {
+            object_key
+        } else {
+            verified
+        };
+        self.mark_verified(entry.id, &sha256, &object_key).await?;
+        events.emit(Event::Verified {
+            upload: entry.id,
+            object_key: object_key.clone(),
+            sha256: sha256.clone(),
+        });
+        Ok(UploadReport {
+            id: entry.id,
+            path: entry.path,
+            upload_id,
+            object_key,
+            size: entry.stamp.size,
+            sha256,
+            bytes_sent,
+            bytes_already_stored: already_stored,
+            resumed,
+        })
+    }
+
+    /// Creates the upload on the service and journals the answer.
+    async fn create(
+        &self,
+        entry: &JournalEntry,
+        options: &PutOptions,
+    ) -> Result<(String, String, StoreTarget)> {
+        let file_name = entry
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "file".into());
+        let create = CreateUpload {
+            file_name,
+            size: entry.stamp.size,
+            content_type: options.content_type.clone(),
+            prefix: entry.prefix.clone(),
+            part_size: entry.part_size,
+        };
+        let (created, store) = self.session.create_upload(&create).await?;
+        let journal = self.journal.clone();
+        let (id, upload_id, object_key, origin) = (
+            entry.id,
+            created.upload_id.clone(),
+            created.object_key.clone(),
+            store.origin.clone(),
+        );
+        let ttl = created.key_ttl_secs;
+        blocking(move || {
+            journal.set_created(
+                id,
+                &upload_id,
+                &object_key,
+                &origin,
+                ttl,
+                OffsetDateTime::now_utc(),
+            )
+        })
+        .await?;
+        Ok((created.upload_id, created.object_key, store))
+    }
+
+    /// The service verified this upload in an earlier run whose answer was lost.
+    async fn already_verified(
+        &self,
+        entry: &JournalEntry,
+        sha256: Option<String>,
+    ) -> Result<UploadReport> {
+        let sha256 = sha256.unwrap_or_default();
+        let object_key = entry.object_key.clone().unwrap_or_default();
+        self.mark_verified(entry.id, &sha256, &object_key).await?;
+        Ok(UploadReport {
+            id: entry.id,
+            path: entry.path.clone(),
+            upload_id: entry.upload_id.clone().unwrap_or_default(),
+            object_key,
+            size: entry.stamp.size,
+            sha256,
+            bytes_sent: 0,
+            bytes_already_stored: entry.stamp.size,
+            resumed: true,
+        })
+    }
+
+    async fn receipts(&self, id: i64) -> Result<Vec<PartReceipt>> {
+        let journal = self.journal.clone();
+        blocking(move || journal.receipts(id)).await
+    }
+
+    async fn mark_verified(&self, id: i64, sha256: &str, object_key: &str) -> Result<()> {
+        let journal = self.journal.clone();
+        let (sha256, object_key) = (sha256.to_owned(), object_key.to_owned());
+        blocking(move || journal.mark_verified(id, &sha256, &object_key, OffsetDateTime::now_utc()))
+            .await
+    }
+}
+
+fn check_options(options: &PutOptions) -> Result<()> {
+    if !(1..=MAX_PARALLEL).contains(&options.parallel) {
+        return Err(Error::Invalid(format!(
+            "parallel must be 1 to {MAX_PARALLEL}, not {}",
+            options.parallel
+        )));
+    }
+    Ok(())
+}
+
+/// Runs a journal call off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(Error::Invalid(format!("journal call stopped: {e}"))))
+}

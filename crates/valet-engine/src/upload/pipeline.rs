@@ -1,0 +1,397 @@
+//! The part pipeline of one upload run:
+//!
+//! ```text
+//! reader (1 blocking thread) ─▶ hasher (part SHA-256, blocking pool) ─▶ keys (batched requests)
+//!                                                                    ─▶ N senders (PUT to store)
+//! ```
+//!
+//! Memory is bounded whatever the file size: the reader takes one of `parallel + READ_AHEAD`
+//! buffer permits before it reads a part, and the permit goes back only when the part is stored
+//! and journaled (or skipped), so at most `(parallel + READ_AHEAD) × part_size` bytes of parts
+//! exist at once. The first stage to fail stops the run; the others are dropped.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
+use valet_protocol::{MAX_KEYS_PER_REQUEST, PartDigest, PartLayout, PartReceipt};
+
+use super::RateLimit;
+use super::reader::{self, ReadPart};
+use crate::error::{Error, Result};
+use crate::events::{Event, Events};
+use crate::http::{Retry, RetryPolicy};
+use crate::journal::Journal;
+use crate::session::{KeyLease, Session, StoreTarget};
+use crate::source::FileStamp;
+use crate::store::s3::{self, PartFailure};
+use crate::urls;
+
+/// Parts read ahead of the senders (buffers beyond one per sender).
+pub(crate) const READ_AHEAD: usize = 2;
+
+/// Most key renewals for one part in one run: a store that calls every fresh key expired has
+/// a clock problem that renewing cannot fix.
+const MAX_RENEWALS: u32 = 8;
+
+/// Everything one run of the pipeline needs.
+pub(crate) struct Run {
+    pub(crate) session: Arc<Session>,
+    pub(crate) journal: Journal,
+    pub(crate) client: reqwest::Client,
+    pub(crate) upload: i64,
+    pub(crate) upload_id: String,
+    pub(crate) store: StoreTarget,
+    pub(crate) path: PathBuf,
+    pub(crate) stamp: FileStamp,
+    pub(crate) layout: PartLayout,
+    /// Parts the store already holds (journaled receipts): read and checked, not sent.
+    pub(crate) done: BTreeMap<u32, PartReceipt>,
+    pub(crate) parallel: usize,
+    pub(crate) limit: Option<Arc<RateLimit>>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) events: Events,
+    /// Body bytes handed to the store in this run, retries included.
+    pub(crate) sent: AtomicU64,
+}
+
+/// A part with its SHA-256, waiting for a key.
+struct HashedPart {
+    number: u32,
+    bytes: Bytes,
+    sha256: String,
+    _buffer: OwnedSemaphorePermit,
+}
+
+/// Closes the buffer semaphore when the run ends (normally or not), so a reader blocked on it
+/// wakes up and stops.
+struct CloseOnDrop(Arc<Semaphore>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Sends every part not in `run.done`; the whole-file SHA-256 once every part is stored.
+pub(crate) async fn run(run: Arc<Run>) -> Result<[u8; 32]> {
+    let buffers = Arc::new(Semaphore::new(run.parallel + READ_AHEAD));
+    let _close = CloseOnDrop(buffers.clone());
+    let capacity = run.parallel + READ_AHEAD;
+    let (read_tx, read_rx) = mpsc::channel(capacity);
+    let (hashed_tx, hashed_rx) = mpsc::channel(capacity);
+    let (keyed_tx, keyed_rx) = mpsc::channel(capacity);
+
+    let reader = {
+        let run = run.clone();
+        let buffers = buffers.clone();
+        tokio::task::spawn_blocking(move || {
+            let events = run.events.clone();
+            let upload = run.upload;
+            reader::read_parts(
+                &run.path,
+                &run.stamp,
+                &run.layout,
+                buffers,
+                read_tx,
+                |bytes_hashed| {
+                    events.emit(Event::Hashing {
+                        upload,
+                        bytes_hashed,
+                    })
+                },
+            )
+        })
+    };
+    let reader = async {
+        reader
+            .await
+            .map_err(|e| Error::Invalid(format!("the file reader stopped: {e}")))?
+    };
+    let keyed_rx = Arc::new(Mutex::new(keyed_rx));
+    let senders = futures_util::future::try_join_all(
+        (0..run.parallel).map(|_| sender(run.clone(), keyed_rx.clone())),
+    );
+    let (whole, (), (), _) = tokio::try_join!(
+        reader,
+        hasher(run.clone(), read_rx, hashed_tx),
+        keys(run.clone(), hashed_rx, keyed_tx),
+        senders
+    )?;
+    whole.ok_or_else(|| Error::Invalid("the file reader stopped early".into()))
+}
+
+/// Computes each part's SHA-256 once, off the async threads. A part the store already holds
+/// must hash as journaled, or the file changed.
+async fn hasher(
+    run: Arc<Run>,
+    mut parts: mpsc::Receiver<ReadPart>,
+    hashed: mpsc::Sender<HashedPart>,
+) -> Result<()> {
+    while let Some(part) = parts.recv().await {
+        let bytes = part.bytes.clone();
+        let digest = tokio::task::spawn_blocking(move || Sha256::digest(&bytes))
+            .await
+            .map_err(|e| Error::Invalid(format!("hashing stopped: {e}")))?;
+        let sha256 = BASE64.encode(digest);
+        if let Some(done) = run.done.get(&part.number) {
+            if done.sha256 != sha256 || done.size != part.bytes.len() as u64 {
+                return Err(Error::SourceChanged {
+                    path: run.path.clone(),
+                    reason: format!(
+                        "part {} no longer matches the part stored earlier",
+                        part.number
+                    ),
+                });
+            }
+            continue; // stored already: the buffer goes back
+        }
+        let next = HashedPart {
+            number: part.number,
+            bytes: part.bytes,
+            sha256,
+            _buffer: part.permit,
+        };
+        if hashed.send(next).await.is_err() {
+            break; // a later stage failed; it reports why
+        }
+    }
+    Ok(())
+}
+
+/// Asks for keys in batches: every hashed part waiting when a request goes out (at most
+/// [`MAX_KEYS_PER_REQUEST`]).
+async fn keys(
+    run: Arc<Run>,
+    mut hashed: mpsc::Receiver<HashedPart>,
+    keyed: mpsc::Sender<(HashedPart, KeyLease)>,
+) -> Result<()> {
+    while let Some(first) = hashed.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_KEYS_PER_REQUEST {
+            match hashed.try_recv() {
+                Ok(part) => batch.push(part),
+                Err(_) => break,
+            }
+        }
+        let digests: Vec<PartDigest> = batch.iter().map(digest).collect();
+        let leases = run
+            .session
+            .part_keys(&run.upload_id, &digests, &run.store)
+            .await?;
+        for pair in batch.into_iter().zip(leases) {
+            if keyed.send(pair).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn digest(part: &HashedPart) -> PartDigest {
+    PartDigest {
+        number: part.number,
+        size: part.bytes.len() as u64,
+        sha256: part.sha256.clone(),
+    }
+}
+
+/// One of the `parallel` senders: takes the next keyed part and sends it until it is stored.
+async fn sender(
+    run: Arc<Run>,
+    keyed: Arc<Mutex<mpsc::Receiver<(HashedPart, KeyLease)>>>,
+) -> Result<()> {
+    loop {
+        let next = keyed.lock().await.recv().await;
+        let Some((part, lease)) = next else {
+            return Ok(());
+        };
+        send_part(&run, part, lease).await?;
+    }
+}
+
+/// Sends one part until the store accepts it, then journals the receipt.
+///
+/// - a key with less than the renewal margin of life left is renewed before use;
+/// - a `403` saying the key expired, or any `403` once the key has lived its whole life, gets a
+///   new key and another attempt (not counted as a failure); another `403` gets one new key;
+/// - `400 BadDigest` means the bytes on disk may have changed: the part is read again and its
+///   SHA-256 compared with the one its key binds; different means [`Error::SourceChanged`];
+/// - network failures, `429` and `5xx` are retried with backoff (see [`RetryPolicy`]) until the
+///   budget is spent: [`Error::RetriesExhausted`] names the part and the last failure.
+async fn send_part(run: &Run, part: HashedPart, mut lease: KeyLease) -> Result<()> {
+    let number = part.number;
+    let mut retry = Retry::new(run.retry);
+    let mut renewals = 0u32;
+    let mut bad_digests = 0u32;
+    loop {
+        if lease.needs_renewal(Instant::now()) {
+            lease = renew(run, &part, &mut renewals).await?;
+        }
+        let attempt_sent = Arc::new(AtomicU64::new(0));
+        let on_sent: s3::OnSent = {
+            let attempt_sent = attempt_sent.clone();
+            let events = run.events.clone();
+            let upload = run.upload;
+            Arc::new(move |bytes| {
+                attempt_sent.fetch_add(bytes, Ordering::Relaxed);
+                events.emit(Event::PartSent {
+                    upload,
+                    part: number,
+                    bytes,
+                });
+            })
+        };
+        let outcome = s3::put_part(
+            &run.client,
+            &lease,
+            part.bytes.clone(),
+            run.limit.clone(),
+            on_sent,
+        )
+        .await;
+        let sent_now = attempt_sent.load(Ordering::Relaxed);
+        run.sent.fetch_add(sent_now, Ordering::Relaxed);
+        let reason = match outcome {
+            Ok(etag) => return journal_receipt(run, &part, etag).await,
+            Err(PartFailure::Fatal(e)) => return Err(e),
+            Err(PartFailure::Expired(reason)) => {
+                tracing::debug!(part = number, %reason, "key expired; renewing");
+                lease = renew(run, &part, &mut renewals).await?;
+                retry_event(run, number, renewals, reason, sent_now);
+                continue;
+            }
+            Err(PartFailure::Forbidden(reason)) => {
+                if lease.is_expired(Instant::now()) || renewals == 0 {
+                    lease = renew(run, &part, &mut renewals).await?;
+                    retry_event(run, number, renewals, reason, sent_now);
+                    continue;
+                }
+                return Err(Error::Store {
+                    part: number,
+                    status: 403,
+                    code: reason,
+                    message: "the store refused a fresh key".into(),
+                });
+            }
+            Err(PartFailure::BadDigest) => {
+                check_part_on_disk(run, &part).await?;
+                bad_digests += 1;
+                if bad_digests > 2 {
+                    return Err(Error::Store {
+                        part: number,
+                        status: 400,
+                        code: "BadDigest".into(),
+                        message: "the store keeps refusing bytes that match the file".into(),
+                    });
+                }
+                "HTTP 400 BadDigest (bytes damaged in transit)".to_owned()
+            }
+            Err(PartFailure::Retryable(reason)) => reason,
+        };
+        match retry.failed(Instant::now()) {
+            Some(delay) => {
+                tracing::info!(part = number, %reason, ?delay, "part failed; retrying");
+                retry_event(run, number, retry.attempts(), reason, sent_now);
+                tokio::time::sleep(delay).await;
+            }
+            None => {
+                return Err(Error::RetriesExhausted {
+                    what: format!("part {number} to {}", urls::redact(&lease.url)),
+                    attempts: retry.attempts(),
+                    last: reason,
+                });
+            }
+        }
+    }
+}
+
+fn retry_event(run: &Run, part: u32, attempt: u32, reason: String, resent: u64) {
+    run.events.emit(Event::PartRetry {
+        upload: run.upload,
+        part,
+        attempt,
+        reason,
+        resent,
+    });
+}
+
+/// A new key for one part.
+async fn renew(run: &Run, part: &HashedPart, renewals: &mut u32) -> Result<KeyLease> {
+    *renewals += 1;
+    if *renewals > MAX_RENEWALS {
+        return Err(Error::Store {
+            part: part.number,
+            status: 403,
+            code: "AccessDenied".into(),
+            message: format!(
+                "every key expired before use ({MAX_RENEWALS} renewals); check the clocks"
+            ),
+        });
+    }
+    let mut leases = run
+        .session
+        .part_keys(&run.upload_id, &[digest(part)], &run.store)
+        .await?;
+    run.events.emit(Event::KeyRenewed {
+        upload: run.upload,
+        part: part.number,
+    });
+    leases
+        .pop()
+        .ok_or_else(|| Error::Invalid("no key in a checked keys answer".into()))
+}
+
+/// After `400 BadDigest`: the part is read again from disk; if it hashes differently from the
+/// bytes the key was issued for, the file changed.
+async fn check_part_on_disk(run: &Run, part: &HashedPart) -> Result<()> {
+    let (offset, len) = run
+        .layout
+        .part_range(part.number)
+        .ok_or_else(|| Error::Invalid(format!("part {} is outside the layout", part.number)))?;
+    let path = run.path.clone();
+    let stamp = run.stamp;
+    let now = tokio::task::spawn_blocking(move || {
+        crate::source::check_unchanged(&path, &stamp)?;
+        reader::hash_range(&path, offset, len)
+    })
+    .await
+    .map_err(|e| Error::Invalid(format!("re-reading stopped: {e}")))??;
+    if BASE64.encode(now) != part.sha256 {
+        return Err(Error::SourceChanged {
+            path: run.path.clone(),
+            reason: format!("part {} changed on disk", part.number),
+        });
+    }
+    Ok(())
+}
+
+async fn journal_receipt(run: &Run, part: &HashedPart, etag: String) -> Result<()> {
+    let receipt = PartReceipt {
+        number: part.number,
+        etag,
+        sha256: part.sha256.clone(),
+        size: part.bytes.len() as u64,
+    };
+    let journal = run.journal.clone();
+    let upload = run.upload;
+    tokio::task::spawn_blocking(move || {
+        journal.add_receipt(upload, &receipt, OffsetDateTime::now_utc())
+    })
+    .await
+    .map_err(|e| Error::Invalid(format!("journal write stopped: {e}")))??;
+    run.events.emit(Event::PartDone {
+        upload,
+        part: part.number,
+        size: part.bytes.len() as u64,
+    });
+    Ok(())
+}

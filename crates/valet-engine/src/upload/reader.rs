@@ -1,0 +1,182 @@
+//! The one sequential reader of an upload: it reads the file once, in order, part by part, into
+//! one buffer per part, and feeds the whole-file SHA-256 as it goes.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use valet_protocol::PartLayout;
+
+use crate::error::{Error, Result};
+use crate::source::{FileStamp, check_unchanged};
+
+/// One part as read from the file. The permit is one of the pipeline's part buffers: it is given
+/// back when the part is dropped (sent and journaled, or skipped).
+pub(crate) struct ReadPart {
+    pub(crate) number: u32,
+    pub(crate) bytes: Bytes,
+    pub(crate) permit: OwnedSemaphorePermit,
+}
+
+/// Reads every part of `path` in order and hands it to `tx`; the whole-file SHA-256, or `None`
+/// when the pipeline stopped taking parts (another stage failed and will report why).
+///
+/// Runs on a blocking thread. Before reading each part it takes a permit from `buffers`, so at
+/// most that many part buffers exist at once. After each part it checks the file is unchanged.
+pub(crate) fn read_parts(
+    path: &Path,
+    stamp: &FileStamp,
+    layout: &PartLayout,
+    buffers: Arc<Semaphore>,
+    tx: mpsc::Sender<ReadPart>,
+    on_hashed: impl Fn(u64),
+) -> Result<Option<[u8; 32]>> {
+    let runtime = tokio::runtime::Handle::current();
+    let unreadable = |source| Error::SourceUnreadable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(unreadable)?;
+    let opened = FileStamp::of(&file.metadata().map_err(unreadable)?);
+    if let Some(reason) = stamp.difference(&opened) {
+        return Err(Error::SourceChanged {
+            path: path.to_path_buf(),
+            reason,
+        });
+    }
+    let mut whole = Sha256::new();
+    let mut hashed = 0u64;
+    for number in 1..=layout.part_count {
+        let (_, len) = layout
+            .part_range(number)
+            .ok_or_else(|| Error::Invalid(format!("part {number} is outside the layout")))?;
+        let Ok(permit) = runtime.block_on(buffers.clone().acquire_owned()) else {
+            return Ok(None);
+        };
+        let mut buf = Vec::with_capacity(len as usize);
+        (&mut file)
+            .take(len)
+            .read_to_end(&mut buf)
+            .map_err(unreadable)?;
+        if buf.len() as u64 != len {
+            return Err(Error::SourceChanged {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "ended at byte {}, expected {}",
+                    hashed + buf.len() as u64,
+                    layout.size
+                ),
+            });
+        }
+        whole.update(&buf);
+        hashed += len;
+        on_hashed(hashed);
+        check_unchanged(path, stamp)?;
+        let part = ReadPart {
+            number,
+            bytes: Bytes::from(buf),
+            permit,
+        };
+        if tx.blocking_send(part).is_err() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(whole.finalize().into()))
+}
+
+/// SHA-256 of `len` bytes of `path` from `offset`, read in small pieces (no part-sized buffer):
+/// used to check a part again after the store said its bytes did not match.
+pub(crate) fn hash_range(path: &Path, offset: u64, len: u64) -> Result<[u8; 32]> {
+    let unreadable = |source| Error::SourceUnreadable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(unreadable)?;
+    file.seek(SeekFrom::Start(offset)).map_err(unreadable)?;
+    let mut hasher = Sha256::new();
+    let mut left = len;
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let got = file.read(&mut buf[..want]).map_err(unreadable)?;
+        if got == 0 {
+            return Err(Error::SourceChanged {
+                path: path.to_path_buf(),
+                reason: "the file got shorter".into(),
+            });
+        }
+        hasher.update(&buf[..got]);
+        left -= got as u64;
+    }
+    Ok(hasher.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_every_part_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let part = valet_protocol::MIN_PART_SIZE as usize;
+        let data: Vec<u8> = (0..2 * part + 3).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let stamp = FileStamp::read(&path).unwrap();
+        let layout = PartLayout::new(data.len() as u64, part as u64).unwrap();
+        let buffers = Arc::new(Semaphore::new(2));
+        let (tx, mut rx) = mpsc::channel(4);
+        let reader = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                read_parts(&path, &stamp, &layout, buffers, tx, |_| {})
+            })
+        };
+        let mut got = Vec::new();
+        while let Some(p) = rx.recv().await {
+            got.push((p.number, p.bytes.len()));
+            assert_eq!(
+                &p.bytes[..],
+                &data[(p.number as usize - 1) * part..][..p.bytes.len()]
+            );
+        }
+        let whole = reader.await.unwrap().unwrap().expect("read to the end");
+        assert_eq!(got, vec![(1, part), (2, part), (3, 3)]);
+        assert_eq!(whole, <[u8; 32]>::from(Sha256::digest(&data)));
+        let again = hash_range(&path, part as u64, part as u64).unwrap();
+        assert_eq!(
+            again,
+            <[u8; 32]>::from(Sha256::digest(&data[part..2 * part]))
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_changed_file_stops_the_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![1u8; 100]).unwrap();
+        let stamp = FileStamp::read(&path).unwrap();
+        std::fs::write(&path, vec![2u8; 101]).unwrap();
+        let layout = PartLayout::new(100, valet_protocol::MIN_PART_SIZE).unwrap();
+        let (tx, _rx) = mpsc::channel(1);
+        let e = tokio::task::spawn_blocking(move || {
+            read_parts(
+                &path,
+                &stamp,
+                &layout,
+                Arc::new(Semaphore::new(1)),
+                tx,
+                |_| {},
+            )
+        })
+        .await
+        .unwrap()
+        .err()
+        .expect("changed");
+        assert_eq!(e.code(), "source_changed");
+    }
+}
