@@ -1,0 +1,132 @@
+//! `POST /v1/auth/token`, `POST /v1/auth/logout`, `GET /v1/me`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::json;
+use time::OffsetDateTime;
+use valet_protocol::{ApiError, ErrorCode, LogoutRequest, Me, TokenRequest, TokenResponse};
+
+use super::{AppState, Body, ClientAddr, Failure};
+use crate::audit::{self, Entry, Event};
+use crate::auth::{self, Caller, REFRESH_PREFIX, random_id};
+use crate::db::{self, tokens, tokens::TokenKind};
+
+/// Sign in with a password, or trade a refresh token for the next pair.
+#[utoipa::path(post, path = "/v1/auth/token", request_body = TokenRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, body = ApiError)))]
+pub async fn token(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    Body(request): Body<TokenRequest>,
+) -> Result<Json<TokenResponse>, Failure> {
+    let now = OffsetDateTime::now_utc();
+    match request {
+        TokenRequest::Password { username, password } => {
+            let hash = db::user_password_hash(state.db(), &username).await?;
+            let known = hash.is_some();
+            if !auth::verify_password(password, hash).await {
+                let mut entry = Entry::new(Event::SignInFailed, now);
+                entry.user = Some(&username);
+                entry.client_addr = client.as_deref();
+                entry.detail = Some(json!({ "known_user": known }));
+                audit::record_or_warn(state.db(), &entry).await;
+                return Err(Failure::new(
+                    ErrorCode::InvalidCredentials,
+                    "wrong account name or password",
+                ));
+            }
+            let response = auth::issue_pair(&state, &username, &random_id(), now).await?;
+            let mut entry = Entry::new(Event::SignIn, now);
+            entry.user = Some(&username);
+            entry.client_addr = client.as_deref();
+            audit::record(state.db(), &entry).await?;
+            Ok(Json(response))
+        }
+        TokenRequest::RefreshToken { refresh_token } => {
+            if !refresh_token.starts_with(REFRESH_PREFIX) {
+                return Err(Failure::new(
+                    ErrorCode::Unauthenticated,
+                    "not a refresh token",
+                ));
+            }
+            let stored =
+                auth::check_token(state.db(), &refresh_token, &[TokenKind::Refresh], now).await?;
+            let family = stored.family.clone().unwrap_or_default();
+            // Single use: whoever marks it first gets the next pair. A second presentation
+            // means the token was copied, so the whole sign-in ends.
+            if !tokens::mark_used(state.db(), &stored.id, now).await? {
+                tokens::revoke_family(state.db(), &family, now).await?;
+                let mut entry = Entry::new(Event::RefreshTokenReused, now);
+                entry.user = Some(&stored.user);
+                entry.client_addr = client.as_deref();
+                audit::record_or_warn(state.db(), &entry).await;
+                return Err(Failure::new(
+                    ErrorCode::TokenRevoked,
+                    "refresh token already used; the sign-in was revoked, sign in again",
+                ));
+            }
+            let response = auth::issue_pair(&state, &stored.user, &family, now).await?;
+            let mut entry = Entry::new(Event::TokenRefreshed, now);
+            entry.user = Some(&stored.user);
+            entry.client_addr = client.as_deref();
+            audit::record(state.db(), &entry).await?;
+            Ok(Json(response))
+        }
+    }
+}
+
+/// End a sign-in: the bearer token stops working, and with `refresh_token`, every token of
+/// that refresh token's sign-in too.
+#[utoipa::path(post, path = "/v1/auth/logout", request_body = LogoutRequest,
+    security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ApiError)))]
+pub async fn logout(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, Failure> {
+    // The body is optional: a client with no refresh token may send nothing.
+    let request: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        LogoutRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| Failure::new(ErrorCode::BadRequest, format!("invalid body: {e}")))?
+    };
+    let now = OffsetDateTime::now_utc();
+    tokens::revoke(state.db(), &caller.token_id, now).await?;
+    if let Some(family) = &caller.family {
+        tokens::revoke_family(state.db(), family, now).await?;
+    }
+    if let Some(refresh) = request.refresh_token {
+        let stored = tokens::find_by_hash(state.db(), &auth::token_hash(&refresh)).await?;
+        // Only the caller's own sign-ins; someone else's token is ignored, not revoked.
+        if let Some(stored) =
+            stored.filter(|t| t.user == caller.user && t.kind == TokenKind::Refresh)
+            && let Some(family) = &stored.family
+        {
+            tokens::revoke_family(state.db(), family, now).await?;
+        }
+    }
+    let mut entry = Entry::new(Event::Logout, now);
+    entry.user = Some(&caller.user);
+    entry.client_addr = client.as_deref();
+    audit::record_or_warn(state.db(), &entry).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who the bearer token belongs to, and where their uploads land.
+#[utoipa::path(get, path = "/v1/me", security(("bearer" = [])),
+    responses((status = 200, body = Me), (status = 401, body = ApiError)))]
+pub async fn me(State(state): State<AppState>, caller: Caller) -> Json<Me> {
+    let prefix = format!(
+        "{}/{}/",
+        state.config().store.prefix.trim_matches('/'),
+        caller.user
+    );
+    Json(Me {
+        user: caller.user,
+        prefix,
+    })
+}

@@ -1,0 +1,489 @@
+//! `POST /v1/uploads/{id}/complete`: check the parts, complete the object, verify it.
+//!
+//! The order matters: nothing is completed until the client's receipts match the digests the
+//! service signed and the store's own listing; nothing is reported verified until the store's
+//! view of the finished object (size, and composite checksum or a read-back hash) matches. A
+//! verification failure deletes the object: a corrupt object is never reported complete.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::json;
+use time::OffsetDateTime;
+use valet_protocol::{
+    ApiError, CompleteUpload, ErrorCode, PartLayout, PartReceipt, UploadState, UploadVerified,
+};
+
+use super::uploads::layout_of;
+use super::{AppState, Body, ClientAddr, Failure};
+use crate::audit::{self, Entry, Event};
+use crate::auth::Caller;
+use crate::checksum;
+use crate::config::VerifyMode;
+use crate::db::uploads::{self, UploadRow, Verified};
+use crate::store::s3::{Completed, ListedPart, PartToComplete, bare_etag};
+
+/// Most part problems spelled out in one message.
+const MAX_PROBLEMS_SHOWN: usize = 20;
+
+/// Complete an upload and verify the object. Completing a verified upload again answers the
+/// same result (a client may retry after losing the answer).
+#[utoipa::path(post, path = "/v1/uploads/{id}/complete", request_body = CompleteUpload,
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "upload id")),
+    responses((status = 200, body = UploadVerified), (status = 404, body = ApiError),
+        (status = 409, body = ApiError), (status = 422, body = ApiError),
+        (status = 502, body = ApiError)))]
+pub async fn complete(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(request): Body<CompleteUpload>,
+) -> Result<Json<UploadVerified>, Failure> {
+    let find = || uploads::get_for_user(state.db(), &id, &caller.user);
+    let row = find().await?.ok_or_else(Failure::no_upload)?;
+    if row.state == UploadState::Verified {
+        return Ok(Json(verified_answer(&row, row.size)));
+    }
+    let Some(_claim) = state.claim_completion(&row.id) else {
+        return Err(Failure::new(
+            ErrorCode::Conflict,
+            "this upload is being completed right now; retry in a moment",
+        ));
+    };
+    // Read again under the claim: a completion that just finished may have changed it.
+    let row = find().await?.ok_or_else(Failure::no_upload)?;
+    match row.state {
+        UploadState::Open => {}
+        UploadState::Verified => return Ok(Json(verified_answer(&row, row.size))),
+        _ => {
+            return Err(Failure::new(
+                ErrorCode::Conflict,
+                "the upload was aborted or failed; start a new one",
+            ));
+        }
+    }
+    let file_sha256 = request.sha256.to_ascii_lowercase();
+    if !checksum::is_sha256_hex(&file_sha256) {
+        return Err(Failure::new(
+            ErrorCode::BadRequest,
+            "sha256 must be the file's SHA-256 in hex",
+        ));
+    }
+
+    let layout = layout_of(&row);
+    let signed = uploads::part_digests(state.db(), &row.id).await?;
+    check_receipts(&layout, &request.parts, &signed)?;
+    let listed = state
+        .store()
+        .list_parts(&row.object_key, &row.store_upload_id)
+        .await?;
+    let to_complete = check_listing(&layout, &request.parts, &listed)?;
+
+    let completed = match state
+        .store()
+        .complete(&row.object_key, &row.store_upload_id, &to_complete)
+        .await
+    {
+        Ok(done) => done,
+        Err(e) => return Err(completion_refused(e)),
+    };
+
+    let digests: Vec<[u8; 32]> = to_complete
+        .iter()
+        .filter_map(|p| checksum::decode_part_sha256(&p.sha256_b64))
+        .collect();
+    let now = OffsetDateTime::now_utc();
+    match verify(&state, &row, &file_sha256, &digests, &completed).await {
+        Ok(facts) => {
+            uploads::mark_verified(
+                state.db(),
+                &row.id,
+                &Verified {
+                    sha256: &file_sha256,
+                    etag: &facts.etag,
+                    store_checksum: facts.store_checksum.as_deref(),
+                },
+                now,
+            )
+            .await?;
+            if state.config().store.tag_objects
+                && let Err(e) = state
+                    .store()
+                    .put_tag(&row.object_key, "sha256", &file_sha256)
+                    .await
+            {
+                tracing::warn!(upload = %row.id, error = %e, "could not tag the object");
+            }
+            let mut entry = Entry::new(Event::UploadCompleted, now);
+            entry.user = Some(&caller.user);
+            entry.upload_id = Some(&row.id);
+            entry.client_addr = client.as_deref();
+            entry.detail = Some(json!({
+                "object_key": row.object_key,
+                "size": facts.size,
+                "sha256": file_sha256,
+                "store_checksum": facts.store_checksum,
+            }));
+            audit::record_or_warn(state.db(), &entry).await;
+            Ok(Json(UploadVerified {
+                upload_id: row.id,
+                object_key: row.object_key,
+                size: facts.size,
+                sha256: file_sha256,
+                etag: facts.etag,
+                store_checksum: facts.store_checksum,
+                state: UploadState::Verified,
+            }))
+        }
+        Err(reason) => {
+            tracing::warn!(upload = %row.id, %reason, "verification failed; deleting the object");
+            if let Err(e) = state.store().delete(&row.object_key).await {
+                tracing::error!(upload = %row.id, error = %e, "could not delete the unverified object");
+            }
+            uploads::transition(
+                state.db(),
+                &row.id,
+                UploadState::Open,
+                UploadState::Failed,
+                now,
+            )
+            .await?;
+            let mut entry = Entry::new(Event::UploadVerificationFailed, now);
+            entry.user = Some(&caller.user);
+            entry.upload_id = Some(&row.id);
+            entry.client_addr = client.as_deref();
+            entry.detail = Some(json!({ "reason": reason }));
+            audit::record_or_warn(state.db(), &entry).await;
+            Err(Failure::new(
+                ErrorCode::VerificationFailed,
+                format!("the stored object was not accepted: {reason}"),
+            ))
+        }
+    }
+}
+
+fn verified_answer(row: &UploadRow, size: u64) -> UploadVerified {
+    UploadVerified {
+        upload_id: row.id.clone(),
+        object_key: row.object_key.clone(),
+        size,
+        sha256: row.sha256.clone().unwrap_or_default(),
+        etag: row.etag.clone().unwrap_or_default(),
+        store_checksum: row.store_checksum.clone(),
+        state: UploadState::Verified,
+    }
+}
+
+/// A `parts_mismatch` listing the problems found, part by part.
+fn parts_mismatch(problems: &BTreeMap<u32, String>) -> Failure {
+    let numbers: Vec<String> = problems.keys().map(u32::to_string).collect();
+    let details: Vec<&str> = problems
+        .values()
+        .take(MAX_PROBLEMS_SHOWN)
+        .map(String::as_str)
+        .collect();
+    Failure::new(
+        ErrorCode::PartsMismatch,
+        format!(
+            "parts {} do not match; re-upload them: {}",
+            numbers.join(", "),
+            details.join("; ")
+        ),
+    )
+}
+
+/// The receipts must be exactly parts 1..=part_count, with the layout's sizes and the digest
+/// signed into each part's newest key.
+fn check_receipts(
+    layout: &PartLayout,
+    receipts: &[PartReceipt],
+    signed: &BTreeMap<u32, String>,
+) -> Result<(), Failure> {
+    let mut problems = BTreeMap::new();
+    let mut by_number: BTreeMap<u32, &PartReceipt> = BTreeMap::new();
+    for r in receipts {
+        if layout.part_range(r.number).is_none() {
+            problems.insert(
+                r.number,
+                format!("part {} is outside 1..={}", r.number, layout.part_count),
+            );
+        } else if by_number.insert(r.number, r).is_some() {
+            problems.insert(r.number, format!("part {} reported twice", r.number));
+        }
+    }
+    for number in 1..=layout.part_count {
+        let Some(receipt) = by_number.get(&number) else {
+            problems.insert(number, format!("part {number} missing"));
+            continue;
+        };
+        let (_, size) = layout.part_range(number).unwrap_or_default();
+        if receipt.size != size {
+            problems.insert(
+                number,
+                format!(
+                    "part {number} has {} bytes, the layout {size}",
+                    receipt.size
+                ),
+            );
+        } else if signed.get(&number) != Some(&receipt.sha256) {
+            let why = if signed.contains_key(&number) {
+                "sha256 differs from the one signed into its key"
+            } else {
+                "no key was issued for it"
+            };
+            problems.insert(number, format!("part {number}: {why}"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(parts_mismatch(&problems))
+    }
+}
+
+/// The store must hold every part with the layout's size (and the receipt's ETag where it
+/// lists one). Returns what to name in `CompleteMultipartUpload`.
+fn check_listing(
+    layout: &PartLayout,
+    receipts: &[PartReceipt],
+    listed: &[ListedPart],
+) -> Result<Vec<PartToComplete>, Failure> {
+    let listed: BTreeMap<u32, &ListedPart> = listed.iter().map(|p| (p.number, p)).collect();
+    let mut problems = BTreeMap::new();
+    let mut parts = Vec::with_capacity(receipts.len());
+    let mut receipts: Vec<&PartReceipt> = receipts.iter().collect();
+    receipts.sort_by_key(|r| r.number);
+    for receipt in receipts {
+        let number = receipt.number;
+        let (_, size) = layout.part_range(number).unwrap_or_default();
+        let Some(stored) = listed.get(&number) else {
+            problems.insert(number, format!("part {number} is not in the store"));
+            continue;
+        };
+        if stored.size != size {
+            problems.insert(
+                number,
+                format!(
+                    "part {number}: the store holds {} bytes, not {size}",
+                    stored.size
+                ),
+            );
+            continue;
+        }
+        let receipt_etag = bare_etag(&receipt.etag);
+        if let Some(etag) = &stored.etag
+            && *etag != receipt_etag
+        {
+            problems.insert(
+                number,
+                format!("part {number}: the store holds another upload of it (ETag differs)"),
+            );
+            continue;
+        }
+        if let Some(listed_sha) = &stored.checksum_sha256
+            && *listed_sha != receipt.sha256
+        {
+            problems.insert(
+                number,
+                format!("part {number}: the store holds bytes with another SHA-256"),
+            );
+            continue;
+        }
+        parts.push(PartToComplete {
+            number,
+            etag: stored.etag.clone().unwrap_or(receipt_etag),
+            sha256_b64: receipt.sha256.clone(),
+        });
+    }
+    if problems.is_empty() {
+        Ok(parts)
+    } else {
+        Err(parts_mismatch(&problems))
+    }
+}
+
+/// Store refusals at completion that mean "these parts are not right", not "store down".
+fn completion_refused(e: crate::Error) -> Failure {
+    match e.store_code() {
+        Some(
+            code @ ("InvalidPart" | "InvalidPartOrder" | "EntityTooSmall" | "BadDigest"
+            | "InvalidDigest"),
+        ) => Failure::new(
+            ErrorCode::PartsMismatch,
+            format!("the store refused the parts ({code}); re-upload them"),
+        ),
+        _ => Failure::from(e),
+    }
+}
+
+/// What a successful verification establishes.
+struct VerifiedFacts {
+    size: u64,
+    etag: String,
+    store_checksum: Option<String>,
+}
+
+/// Checks the finished object. Any doubt, a store error included, is a failure: the object is
+/// then deleted rather than reported complete.
+async fn verify(
+    state: &AppState,
+    row: &UploadRow,
+    file_sha256: &str,
+    part_digests: &[[u8; 32]],
+    completed: &Completed,
+) -> Result<VerifiedFacts, String> {
+    let store = state.store();
+    let head = store
+        .head(&row.object_key)
+        .await
+        .map_err(|e| format!("could not inspect the object: {e}"))?;
+    if head.size != row.size {
+        return Err(format!(
+            "the store holds {} bytes, the upload declared {}",
+            head.size, row.size
+        ));
+    }
+    let store_checksum = completed
+        .checksum_sha256
+        .clone()
+        .or_else(|| head.checksum_sha256.clone());
+    match state.config().store.verify {
+        VerifyMode::Checksum => {
+            if part_digests.len() != usize::try_from(row.part_count).unwrap_or(0) {
+                return Err("part digests are incomplete".to_owned());
+            }
+            let expected = checksum::composite_sha256(part_digests);
+            let expected_digest = expected.rsplit_once('-').map_or("", |(d, _)| d);
+            match store_checksum.as_deref() {
+                Some(reported) if reported == expected || reported == expected_digest => {}
+                Some(_) => {
+                    return Err(
+                        "the store's composite SHA-256 differs from the signed part digests"
+                            .to_owned(),
+                    );
+                }
+                None => return Err("the store reported no SHA-256 checksum".to_owned()),
+            }
+        }
+        VerifyMode::ReadBack => {
+            let (digest, len) = store
+                .read_back_sha256(&row.object_key)
+                .await
+                .map_err(|e| format!("could not read the object back: {e}"))?;
+            if len != row.size {
+                return Err(format!("read back {len} bytes, expected {}", row.size));
+            }
+            if checksum::to_hex(&digest) != file_sha256 {
+                return Err("the object's SHA-256 differs from the file's".to_owned());
+            }
+        }
+    }
+    Ok(VerifiedFacts {
+        size: head.size,
+        etag: completed.etag.clone().or(head.etag).unwrap_or_default(),
+        store_checksum,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use valet_protocol::MIN_PART_SIZE;
+
+    fn layout() -> PartLayout {
+        PartLayout::new(2 * MIN_PART_SIZE + 1, MIN_PART_SIZE).unwrap()
+    }
+
+    fn receipt(number: u32, size: u64) -> PartReceipt {
+        PartReceipt {
+            number,
+            etag: format!("\"etag{number}\""),
+            sha256: format!("sha{number}"),
+            size,
+        }
+    }
+
+    fn good() -> (Vec<PartReceipt>, BTreeMap<u32, String>) {
+        let receipts = vec![
+            receipt(1, MIN_PART_SIZE),
+            receipt(2, MIN_PART_SIZE),
+            receipt(3, 1),
+        ];
+        let signed = (1..=3).map(|n| (n, format!("sha{n}"))).collect();
+        (receipts, signed)
+    }
+
+    #[test]
+    fn matching_receipts_pass() {
+        let (receipts, signed) = good();
+        check_receipts(&layout(), &receipts, &signed).unwrap();
+    }
+
+    #[test]
+    fn missing_resized_or_unsigned_parts_are_named() {
+        let (mut receipts, mut signed) = good();
+        receipts.remove(1);
+        receipts[1].size = 2;
+        signed.insert(1, "other".into());
+        let e = check_receipts(&layout(), &receipts, &signed).unwrap_err().0;
+        assert_eq!(e.code, ErrorCode::PartsMismatch);
+        assert!(
+            e.message.starts_with("parts 1, 2, 3 do not match"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn listing_must_hold_each_part_with_its_size_and_etag() {
+        let (receipts, _) = good();
+        let listed = vec![
+            ListedPart {
+                number: 1,
+                size: MIN_PART_SIZE,
+                etag: Some("etag1".into()),
+                checksum_sha256: None,
+            },
+            ListedPart {
+                number: 2,
+                size: MIN_PART_SIZE,
+                etag: None,
+                checksum_sha256: Some("sha2".into()),
+            },
+            ListedPart {
+                number: 3,
+                size: 1,
+                etag: None,
+                checksum_sha256: None,
+            },
+        ];
+        let parts = check_listing(&layout(), &receipts, &listed).unwrap();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(
+            parts[1].etag, "etag2",
+            "receipt ETag used where the store lists none"
+        );
+
+        let mut wrong = listed.clone();
+        wrong[0].etag = Some("else".into());
+        wrong[2].size = 0;
+        wrong[1].checksum_sha256 = Some("other".into());
+        let e = check_listing(&layout(), &receipts, &wrong).unwrap_err().0;
+        assert!(
+            e.message.starts_with("parts 1, 2, 3 do not match"),
+            "{}",
+            e.message
+        );
+        let e = check_listing(&layout(), &receipts, &listed[..2])
+            .unwrap_err()
+            .0;
+        assert!(
+            e.message.contains("part 3 is not in the store"),
+            "{}",
+            e.message
+        );
+    }
+}

@@ -1,0 +1,338 @@
+//! `POST /v1/uploads`, `GET /v1/uploads`, `GET /v1/uploads/{id}`, `DELETE /v1/uploads/{id}`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::json;
+use time::OffsetDateTime;
+use valet_protocol::{
+    ApiError, CreateUpload, ErrorCode, LayoutError, PartLayout, StoreInfo, StoreKind, StoredPart,
+    UploadCreated, UploadList, UploadState, UploadStatus, UploadSummary,
+};
+
+use super::{AppState, Body, ClientAddr, Failure};
+use crate::audit::{self, Entry, Event};
+use crate::auth::{Caller, random_id};
+use crate::db::uploads::{self, UploadRow};
+use crate::names;
+
+/// Content type sent to the store when the client gives none.
+const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// Start an upload: the service checks it, picks the object key under the caller's prefix and
+/// creates the multipart upload on the store.
+#[utoipa::path(post, path = "/v1/uploads", request_body = CreateUpload, security(("bearer" = [])),
+    responses((status = 200, body = UploadCreated), (status = 400, body = ApiError),
+        (status = 413, body = ApiError), (status = 415, body = ApiError),
+        (status = 502, body = ApiError)))]
+pub async fn create(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    caller: Caller,
+    Body(request): Body<CreateUpload>,
+) -> Result<Json<UploadCreated>, Failure> {
+    let config = state.config();
+    let name = names::sanitize_file_name(&request.file_name).ok_or_else(|| {
+        Failure::new(
+            ErrorCode::BadRequest,
+            "file_name has no usable characters once path parts and unsafe characters are removed",
+        )
+    })?;
+    let folder = match request.prefix.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => Some(names::sanitize_prefix(raw).ok_or_else(|| {
+            Failure::new(ErrorCode::BadRequest, "prefix has no usable path segments")
+        })?),
+    };
+    let max = config.limits.max_file_size.as_u64();
+    if request.size > max {
+        return Err(Failure::new(
+            ErrorCode::TooLarge,
+            format!(
+                "file of {} bytes is larger than the {max}-byte limit",
+                request.size
+            ),
+        ));
+    }
+    let content_type = request
+        .content_type
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .unwrap_or(DEFAULT_CONTENT_TYPE);
+    check_content_type(content_type, &config.limits.allowed_content_types)?;
+    let layout = PartLayout::new(request.size, request.part_size).map_err(|e| match e {
+        LayoutError::TooLarge { .. } => Failure::new(ErrorCode::TooLarge, e.to_string()),
+        _ => Failure::new(ErrorCode::BadRequest, e.to_string()),
+    })?;
+    if let Some(quota) = config.limits.user_quota {
+        let used = uploads::bytes_in_use(state.db(), &caller.user).await?;
+        if used.saturating_add(request.size) > quota.as_u64() {
+            return Err(Failure::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "{used} bytes in use plus {} would exceed the {}-byte quota",
+                    request.size,
+                    quota.as_u64()
+                ),
+            ));
+        }
+    }
+
+    let object_key = object_key(&config.store.prefix, &caller.user, folder.as_deref(), &name);
+    let store_upload_id = state
+        .store()
+        .create_multipart(&object_key, content_type)
+        .await?;
+    let now = OffsetDateTime::now_utc();
+    let row = UploadRow {
+        id: random_id(),
+        user: caller.user.clone(),
+        object_key,
+        file_name: request.file_name,
+        size: request.size,
+        content_type: content_type.to_owned(),
+        part_size: layout.part_size,
+        part_count: layout.part_count,
+        store_upload_id,
+        state: UploadState::Open,
+        sha256: None,
+        etag: None,
+        store_checksum: None,
+        created_at: now,
+    };
+    uploads::insert(state.db(), &row).await?;
+    let mut entry = Entry::new(Event::UploadCreated, now);
+    entry.user = Some(&caller.user);
+    entry.upload_id = Some(&row.id);
+    entry.client_addr = client.as_deref();
+    entry.detail = Some(json!({
+        "object_key": row.object_key,
+        "size": row.size,
+        "part_count": row.part_count,
+    }));
+    audit::record(state.db(), &entry).await?;
+    Ok(Json(UploadCreated {
+        upload_id: row.id,
+        object_key: row.object_key,
+        layout,
+        store: StoreInfo {
+            kind: StoreKind::S3,
+            origin: state.store().origin().to_owned(),
+        },
+        key_ttl_secs: config.keys.ttl.as_secs(),
+    }))
+}
+
+/// `{prefix}/{user}/[{folder}/]{name}`: every part is sanitized, so the key stays under the
+/// user's own prefix.
+pub fn object_key(prefix: &str, user: &str, folder: Option<&str>, name: &str) -> String {
+    let prefix = prefix.trim_matches('/');
+    match folder {
+        Some(folder) => format!("{prefix}/{user}/{folder}/{name}"),
+        None => format!("{prefix}/{user}/{name}"),
+    }
+}
+
+/// Refuses content types that are malformed (they become a signed header) or not allowed.
+fn check_content_type(content_type: &str, allowed: &[String]) -> Result<(), Failure> {
+    let well_formed = content_type.len() <= 255
+        && content_type.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && content_type.contains('/');
+    if !well_formed {
+        return Err(Failure::new(
+            ErrorCode::BadRequest,
+            "content_type must be a MIME type such as text/plain",
+        ));
+    }
+    // Parameters (`; charset=utf-8`) do not change what kind of content it is.
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if allowed.iter().any(|glob| glob_matches(glob, essence)) {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            ErrorCode::ContentTypeNotAllowed,
+            format!("content type {essence} is not allowed here"),
+        ))
+    }
+}
+
+/// Case-insensitive glob where `*` matches any run of characters.
+fn glob_matches(pattern: &str, text: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    let text = text.to_ascii_lowercase();
+    let mut pieces = pattern.split('*');
+    let first = pieces.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let pieces: Vec<&str> = pieces.collect();
+    let Some((last, middle)) = pieces.split_last() else {
+        return rest.is_empty();
+    };
+    for piece in middle {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// The caller's uploads, newest first.
+#[utoipa::path(get, path = "/v1/uploads", security(("bearer" = [])),
+    responses((status = 200, body = UploadList), (status = 401, body = ApiError)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<UploadList>, Failure> {
+    let rows = uploads::list_for_user(state.db(), &caller.user).await?;
+    Ok(Json(UploadList {
+        uploads: rows
+            .into_iter()
+            .map(|u| UploadSummary {
+                upload_id: u.id,
+                object_key: u.object_key,
+                size: u.size,
+                state: u.state,
+                sha256: u.sha256,
+                created_at: u.created_at,
+            })
+            .collect(),
+    }))
+}
+
+/// Where an upload stands, with the parts the store holds now (while open).
+#[utoipa::path(get, path = "/v1/uploads/{id}", security(("bearer" = [])),
+    params(("id" = String, Path, description = "upload id")),
+    responses((status = 200, body = UploadStatus), (status = 404, body = ApiError)))]
+pub async fn status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<UploadStatus>, Failure> {
+    let row = uploads::get_for_user(state.db(), &id, &caller.user)
+        .await?
+        .ok_or_else(Failure::no_upload)?;
+    let parts = if row.state == UploadState::Open {
+        state
+            .store()
+            .list_parts(&row.object_key, &row.store_upload_id)
+            .await?
+            .into_iter()
+            .map(|p| StoredPart {
+                number: p.number,
+                size: p.size,
+                etag: p.etag,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Json(UploadStatus {
+        layout: layout_of(&row),
+        upload_id: row.id,
+        object_key: row.object_key,
+        file_name: row.file_name,
+        state: row.state,
+        sha256: row.sha256,
+        created_at: row.created_at,
+        parts,
+    }))
+}
+
+/// The layout recorded for an upload.
+pub(crate) fn layout_of(row: &UploadRow) -> PartLayout {
+    PartLayout {
+        size: row.size,
+        part_size: row.part_size,
+        part_count: row.part_count,
+    }
+}
+
+/// Abort an open upload: the store drops its parts. Aborting an aborted upload is a no-op.
+#[utoipa::path(delete, path = "/v1/uploads/{id}", security(("bearer" = [])),
+    params(("id" = String, Path, description = "upload id")),
+    responses((status = 204), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+pub async fn abort(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Failure> {
+    let row = uploads::get_for_user(state.db(), &id, &caller.user)
+        .await?
+        .ok_or_else(Failure::no_upload)?;
+    match row.state {
+        UploadState::Open => {}
+        UploadState::Aborted => return Ok(StatusCode::NO_CONTENT),
+        _ => {
+            return Err(Failure::new(
+                ErrorCode::Conflict,
+                "the upload is finished; only open uploads can be aborted",
+            ));
+        }
+    }
+    let Some(_claim) = state.claim_completion(&row.id) else {
+        return Err(Failure::new(
+            ErrorCode::Conflict,
+            "the upload is being completed right now",
+        ));
+    };
+    state
+        .store()
+        .abort(&row.object_key, &row.store_upload_id)
+        .await?;
+    let now = OffsetDateTime::now_utc();
+    uploads::transition(
+        state.db(),
+        &row.id,
+        UploadState::Open,
+        UploadState::Aborted,
+        now,
+    )
+    .await?;
+    let mut entry = Entry::new(Event::UploadAborted, now);
+    entry.user = Some(&caller.user);
+    entry.upload_id = Some(&row.id);
+    entry.client_addr = client.as_deref();
+    audit::record_or_warn(state.db(), &entry).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_type_globs() {
+        assert!(glob_matches("*/*", "image/png"));
+        assert!(glob_matches("image/*", "IMAGE/png"));
+        assert!(!glob_matches("image/*", "text/plain"));
+        assert!(glob_matches("application/pdf", "application/pdf"));
+        assert!(!glob_matches("application/pdf", "application/pdfx"));
+        assert!(glob_matches("*", "anything/at-all"));
+        assert!(glob_matches("application/*+json", "application/ld+json"));
+        assert!(!glob_matches("a*a", "a"));
+    }
+
+    #[test]
+    fn content_types_that_could_inject_headers_are_refused() {
+        let all = ["*/*".to_owned()];
+        assert!(check_content_type("text/plain; charset=utf-8", &all).is_ok());
+        assert!(check_content_type("text/plain\r\nx-amz-acl: public-read", &all).is_err());
+        assert!(check_content_type("plain", &all).is_err());
+        let images = ["image/*".to_owned()];
+        let refused = check_content_type("text/html", &images).unwrap_err();
+        assert_eq!(refused.0.code, ErrorCode::ContentTypeNotAllowed);
+    }
+
+    #[test]
+    fn object_keys_stay_under_the_user_prefix() {
+        let name = names::sanitize_file_name("../../x/../secret.txt").unwrap();
+        let folder = names::sanitize_prefix("../bob/").unwrap();
+        let key = object_key("users/", "alice", Some(&folder), &name);
+        assert_eq!(key, "users/alice/bob/secret.txt");
+        assert!(key.starts_with("users/alice/"));
+    }
+}

@@ -1,0 +1,477 @@
+//! The service's configuration: `valet.toml` (see docs/CONTRACTS.md) overlaid with
+//! `VALET_SERVICE_*` environment variables (`VALET_SERVICE_KEYS__TTL=2s` sets `keys.ttl`).
+//!
+//! Parsing is two steps, as with any input a person writes: figment turns the file into typed
+//! values (its errors name the key), then [`Config::validate`] checks the rules types cannot
+//! express and names the field it refuses.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+use url::Url;
+
+use crate::Error;
+
+/// Environment prefix of configuration overrides. Not `VALET_`: the `valet` client reads
+/// `VALET_DATA_DIR` and `VALET_LOG`, and a service started beside it must not pick them up.
+pub const ENV_PREFIX: &str = "VALET_SERVICE_";
+
+/// Everything `valet-service serve` needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on; plain HTTP only on loopback.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Where `valet.db` lives.
+    pub data_dir: PathBuf,
+    /// TLS certificate and key; required unless `listen` is loopback.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Token lifetimes.
+    #[serde(default)]
+    pub tokens: TokenConfig,
+    /// Key lifetimes.
+    #[serde(default)]
+    pub keys: KeyConfig,
+    /// Cleanup of abandoned uploads.
+    #[serde(default)]
+    pub uploads: UploadConfig,
+    /// What users may upload.
+    #[serde(default)]
+    pub limits: Limits,
+    /// The object store.
+    pub store: StoreConfig,
+}
+
+/// `[tls]`: PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM.
+    pub key: PathBuf,
+}
+
+/// `[tokens]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    /// Life of an access token: short, since a leaked one works until it expires.
+    #[serde(with = "humantime_serde")]
+    pub access_ttl: Duration,
+    /// Life of a refresh token (each is single-use; rotation keeps a sign-in alive).
+    #[serde(with = "humantime_serde")]
+    pub refresh_ttl: Duration,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// `[keys]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyConfig {
+    /// Life of each part key (pre-signed URL).
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+}
+
+impl Default for KeyConfig {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+/// `[uploads]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadConfig {
+    /// Open uploads idle this long are aborted on the store.
+    #[serde(with = "humantime_serde")]
+    pub abandon_after: Duration,
+    /// How often the sweeper looks for them.
+    #[serde(with = "humantime_serde")]
+    pub sweep_every: Duration,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        Self {
+            abandon_after: Duration::from_secs(24 * 3600),
+            sweep_every: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest file a user may upload.
+    pub max_file_size: ByteSize,
+    /// Content-type globs (`*/*`, `image/*`, `application/pdf`).
+    pub allowed_content_types: Vec<String>,
+    /// Bytes of verified plus open uploads per account, when set.
+    pub user_quota: Option<ByteSize>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_file_size: ByteSize::b(valet_protocol::MAX_OBJECT_SIZE),
+            allowed_content_types: vec!["*/*".to_owned()],
+            user_quota: None,
+        }
+    }
+}
+
+/// How the service checks a completed object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifyMode {
+    /// Compare the store's composite SHA-256 with the one computed from the part digests the
+    /// service signed into the keys. For stores that check `x-amz-checksum-sha256` per part.
+    Checksum,
+    /// Read the object back and hash it. For stores that do not check part checksums.
+    ReadBack,
+}
+
+/// The store's protocol (`kind`); only S3 for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKindConfig {
+    /// Amazon S3 or an S3-compatible store.
+    S3,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The store's protocol.
+    #[serde(default = "default_kind")]
+    pub kind: StoreKindConfig,
+    /// `scheme://host[:port]` of the S3 API.
+    pub endpoint: Url,
+    /// SigV4 region.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Bucket of all uploads.
+    pub bucket: String,
+    /// Path-style (`endpoint/bucket/key`) rather than virtual-host addressing.
+    #[serde(default)]
+    pub path_style: bool,
+    /// First segment of every object key.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// Create the bucket at start when missing.
+    #[serde(default)]
+    pub create_bucket: bool,
+    /// How completed objects are checked.
+    #[serde(default = "default_verify")]
+    pub verify: VerifyMode,
+    /// Also record the sha256 as an object tag.
+    #[serde(default = "default_true")]
+    pub tag_objects: bool,
+    /// TOML file with `access_key_id`, `secret_access_key`, optional `session_token`.
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_kind() -> StoreKindConfig {
+    StoreKindConfig::S3
+}
+fn default_region() -> String {
+    "us-east-1".to_owned()
+}
+fn default_prefix() -> String {
+    "users".to_owned()
+}
+fn default_verify() -> VerifyMode {
+    VerifyMode::Checksum
+}
+fn default_true() -> bool {
+    true
+}
+
+/// S3 credentials as written in `credentials_file`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreCredentials {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+    /// Session token of temporary credentials.
+    #[serde(default)]
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for StoreCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Reads `path`, overlays `VALET_SERVICE_*` variables, and validates the result.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        if !path.exists() {
+            return Err(Error::Config(format!(
+                "config file {} does not exist",
+                path.display()
+            )));
+        }
+        Self::from_figment(
+            Figment::new()
+                .merge(Toml::file_exact(path))
+                .merge(Env::prefixed(ENV_PREFIX).split("__")),
+        )
+    }
+
+    /// Parses TOML text (no environment): for tests and embedding.
+    pub fn from_toml(text: &str) -> Result<Self, Error> {
+        Self::from_figment(Figment::new().merge(Toml::string(text)))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, Error> {
+        let config: Self = figment
+            .extract()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot; every error names its field.
+    pub fn validate(&self) -> Result<(), Error> {
+        let field = |name: &str, why: &str| Err(Error::Config(format!("{name}: {why}")));
+        if self.tokens.access_ttl < Duration::from_secs(1) {
+            return field("tokens.access_ttl", "must be at least 1s");
+        }
+        if self.tokens.refresh_ttl < self.tokens.access_ttl {
+            return field("tokens.refresh_ttl", "must not be shorter than access_ttl");
+        }
+        // S3 accepts pre-signed URLs living 1 second to 7 days.
+        if !(Duration::from_secs(1)..=Duration::from_secs(7 * 24 * 3600)).contains(&self.keys.ttl) {
+            return field("keys.ttl", "must be between 1s and 7 days (S3's limits)");
+        }
+        if self.uploads.sweep_every < Duration::from_secs(1) {
+            return field("uploads.sweep_every", "must be at least 1s");
+        }
+        if self.limits.max_file_size.as_u64() > valet_protocol::MAX_OBJECT_SIZE {
+            return field("limits.max_file_size", "must not exceed 5 TiB (S3's limit)");
+        }
+        if self.limits.allowed_content_types.is_empty() {
+            return field(
+                "limits.allowed_content_types",
+                "must list at least one glob (\"*/*\" allows all)",
+            );
+        }
+        if !matches!(self.store.endpoint.scheme(), "http" | "https")
+            || self.store.endpoint.host_str().is_none()
+        {
+            return field("store.endpoint", "must be an http:// or https:// URL");
+        }
+        if self.store.bucket.len() < 3 || self.store.bucket.len() > 63 {
+            return field(
+                "store.bucket",
+                "must be 3 to 63 characters (S3 bucket rules)",
+            );
+        }
+        let prefix = self.store.prefix.trim_matches('/');
+        if prefix.is_empty() || crate::names::sanitize_prefix(prefix).as_deref() != Some(prefix) {
+            return field(
+                "store.prefix",
+                "must be a non-empty path of plain segments (letters, digits, - _ .)",
+            );
+        }
+        Ok(())
+    }
+
+    /// The SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("valet.db")
+    }
+
+    /// Credentials for the store: `credentials_file` when set, else the AWS_* variables.
+    pub fn store_credentials(&self) -> Result<StoreCredentials, Error> {
+        if let Some(path) = &self.store.credentials_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::Config(format!(
+                    "store.credentials_file: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            return toml_credentials(&text).map_err(|e| {
+                Error::Config(format!(
+                    "store.credentials_file: {} is not valid: {e}",
+                    path.display()
+                ))
+            });
+        }
+        match (
+            std::env::var("AWS_ACCESS_KEY_ID"),
+            std::env::var("AWS_SECRET_ACCESS_KEY"),
+        ) {
+            (Ok(access_key_id), Ok(secret_access_key)) => Ok(StoreCredentials {
+                access_key_id,
+                secret_access_key,
+                session_token: std::env::var("AWS_SESSION_TOKEN").ok(),
+            }),
+            _ => Err(Error::Config(
+                "store.credentials_file: not set, and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY \
+                 are not in the environment"
+                    .to_owned(),
+            )),
+        }
+    }
+}
+
+fn toml_credentials(text: &str) -> Result<StoreCredentials, figment::Error> {
+    Figment::new().merge(Toml::string(text)).extract()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        data_dir = "/tmp/v"
+        [store]
+        endpoint = "http://127.0.0.1:8333"
+        bucket = "valet-test"
+    "#;
+
+    #[test]
+    fn minimal_config_gets_the_documented_defaults() {
+        let config = Config::from_toml(MINIMAL).unwrap();
+        assert_eq!(config.listen, default_listen());
+        assert_eq!(config.keys.ttl, Duration::from_secs(600));
+        assert_eq!(config.tokens.access_ttl, Duration::from_secs(900));
+        assert_eq!(config.store.verify, VerifyMode::Checksum);
+        assert_eq!(config.store.prefix, "users");
+        assert!(config.store.tag_objects);
+    }
+
+    #[test]
+    fn the_full_example_of_the_contract_parses() {
+        let text = r#"
+            listen = "127.0.0.1:8080"
+            data_dir = "/var/lib/valet"
+            [tokens]
+            access_ttl  = "15m"
+            refresh_ttl = "30d"
+            [keys]
+            ttl = "2s"
+            [uploads]
+            abandon_after = "24h"
+            sweep_every   = "10m"
+            [limits]
+            max_file_size = "5 TiB"
+            allowed_content_types = ["*/*"]
+            user_quota = "1 TiB"
+            [store]
+            kind = "s3"
+            endpoint = "https://s3.eu-west-1.amazonaws.com"
+            region = "eu-west-1"
+            bucket = "my-uploads"
+            path_style = false
+            prefix = "users"
+            create_bucket = false
+            verify = "read-back"
+            tag_objects = true
+            credentials_file = "/etc/valet/s3.toml"
+        "#;
+        let config = Config::from_toml(text).unwrap();
+        assert_eq!(config.keys.ttl, Duration::from_secs(2));
+        assert_eq!(config.limits.user_quota, Some(ByteSize::tib(1)));
+        assert_eq!(config.store.verify, VerifyMode::ReadBack);
+    }
+
+    fn error_of(text: &str) -> String {
+        Config::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parse_errors_name_the_field() {
+        let bad_duration = format!("{MINIMAL}\n[keys]\nttl = \"ten minutes\"");
+        assert!(
+            error_of(&bad_duration).contains("keys.ttl"),
+            "{}",
+            error_of(&bad_duration)
+        );
+
+        let bad_size = MINIMAL.replace("[store]", "[limits]\nmax_file_size = \"lots\"\n[store]");
+        assert!(
+            error_of(&bad_size).contains("limits.max_file_size"),
+            "{}",
+            error_of(&bad_size)
+        );
+
+        let bad_verify = format!("{MINIMAL}\nverify = \"trust-me\"");
+        assert!(
+            error_of(&bad_verify).contains("store.verify"),
+            "{}",
+            error_of(&bad_verify)
+        );
+
+        let typo = format!("{MINIMAL}\nbuckett = \"x\"");
+        assert!(error_of(&typo).contains("buckett"), "{}", error_of(&typo));
+
+        let missing = "data_dir = \"/tmp\"";
+        assert!(error_of(missing).contains("store"), "{}", error_of(missing));
+    }
+
+    #[test]
+    fn validation_errors_name_the_field() {
+        let long_key = format!("{MINIMAL}\n[keys]\nttl = \"8d\"");
+        assert!(
+            error_of(&long_key).starts_with("config: keys.ttl:"),
+            "{}",
+            error_of(&long_key)
+        );
+
+        let short_bucket = MINIMAL.replace("valet-test", "v");
+        assert!(
+            error_of(&short_bucket).contains("store.bucket"),
+            "{}",
+            error_of(&short_bucket)
+        );
+
+        let escaping_prefix = format!("{MINIMAL}\nprefix = \"../up\"");
+        assert!(
+            error_of(&escaping_prefix).contains("store.prefix"),
+            "{}",
+            error_of(&escaping_prefix)
+        );
+    }
+
+    #[test]
+    fn credentials_file_is_toml_and_never_debug_printed() {
+        let creds =
+            toml_credentials("access_key_id = \"AKIA\"\nsecret_access_key = \"very-secret\"\n")
+                .unwrap();
+        assert_eq!(creds.access_key_id, "AKIA");
+        assert!(!format!("{creds:?}").contains("very-secret"));
+    }
+}

@@ -1,0 +1,273 @@
+//! Upload rows and the part digests signed into their keys.
+
+use std::collections::BTreeMap;
+
+use sqlx::Row as _;
+use sqlx::sqlite::SqliteRow;
+use time::OffsetDateTime;
+use valet_protocol::UploadState;
+
+use super::{Db, from_millis, to_millis};
+use crate::Error;
+
+/// One upload session.
+#[derive(Debug, Clone)]
+pub struct UploadRow {
+    /// Random id.
+    pub id: String,
+    /// Owner.
+    pub user: String,
+    /// Where the object goes.
+    pub object_key: String,
+    /// The name as the client gave it.
+    pub file_name: String,
+    /// Declared size.
+    pub size: u64,
+    /// Content type sent to the store.
+    pub content_type: String,
+    /// Bytes in every part but the last.
+    pub part_size: u64,
+    /// Number of parts.
+    pub part_count: u32,
+    /// The store's multipart upload id.
+    pub store_upload_id: String,
+    /// Where it stands.
+    pub state: UploadState,
+    /// Whole-file hex SHA-256, once verified.
+    pub sha256: Option<String>,
+    /// The object's ETag, once verified.
+    pub etag: Option<String>,
+    /// The store's checksum of the object, once verified (where reported).
+    pub store_checksum: Option<String>,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+}
+
+fn state_str(state: UploadState) -> &'static str {
+    match state {
+        UploadState::Open => "open",
+        UploadState::Verified => "verified",
+        UploadState::Aborted => "aborted",
+        _ => "failed",
+    }
+}
+
+fn parse_state(s: &str) -> UploadState {
+    match s {
+        "open" => UploadState::Open,
+        "verified" => UploadState::Verified,
+        "aborted" => UploadState::Aborted,
+        _ => UploadState::Failed,
+    }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn from_row(r: &SqliteRow) -> UploadRow {
+    UploadRow {
+        id: r.get("id"),
+        user: r.get("user_name"),
+        object_key: r.get("object_key"),
+        file_name: r.get("file_name"),
+        size: u64::try_from(r.get::<i64, _>("size")).unwrap_or(0),
+        content_type: r.get("content_type"),
+        part_size: u64::try_from(r.get::<i64, _>("part_size")).unwrap_or(0),
+        part_count: u32::try_from(r.get::<i64, _>("part_count")).unwrap_or(0),
+        store_upload_id: r.get("store_upload_id"),
+        state: parse_state(r.get::<&str, _>("state")),
+        sha256: r.get("sha256"),
+        etag: r.get("etag"),
+        store_checksum: r.get("store_checksum"),
+        created_at: from_millis(r.get("created_at")),
+    }
+}
+
+const COLUMNS: &str = "id, user_name, object_key, file_name, size, content_type, part_size, \
+                       part_count, store_upload_id, state, sha256, etag, store_checksum, created_at";
+
+/// Stores a new (open) upload.
+pub async fn insert(db: &Db, u: &UploadRow) -> Result<(), Error> {
+    let now = to_millis(u.created_at);
+    sqlx::query(
+        "INSERT INTO uploads (id, user_name, object_key, file_name, size, content_type, part_size,
+            part_count, store_upload_id, state, created_at, updated_at, last_activity_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&u.id)
+    .bind(&u.user)
+    .bind(&u.object_key)
+    .bind(&u.file_name)
+    .bind(to_i64(u.size))
+    .bind(&u.content_type)
+    .bind(to_i64(u.part_size))
+    .bind(i64::from(u.part_count))
+    .bind(&u.store_upload_id)
+    .bind(state_str(u.state))
+    .bind(now)
+    .bind(now)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// The upload `id` if it belongs to `user`: another user's upload is not found, exactly like
+/// one that does not exist.
+pub async fn get_for_user(db: &Db, id: &str, user: &str) -> Result<Option<UploadRow>, Error> {
+    let sql = format!("SELECT {COLUMNS} FROM uploads WHERE id = ? AND user_name = ?");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(user)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
+/// The user's uploads, newest first.
+pub async fn list_for_user(db: &Db, user: &str) -> Result<Vec<UploadRow>, Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM uploads WHERE user_name = ? ORDER BY created_at DESC, id LIMIT 1000"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(user)
+        .fetch_all(db.pool())
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Bytes the user's open and verified uploads take (what a quota counts).
+pub async fn bytes_in_use(db: &Db, user: &str) -> Result<u64, Error> {
+    let row = sqlx::query(
+        "SELECT COALESCE(SUM(size), 0) AS total FROM uploads
+         WHERE user_name = ? AND state IN ('open', 'verified')",
+    )
+    .bind(user)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(u64::try_from(row.get::<i64, _>("total")).unwrap_or(0))
+}
+
+/// Open uploads whose last activity is before `idle_since`, for the sweeper.
+pub async fn idle_open(db: &Db, idle_since: OffsetDateTime) -> Result<Vec<UploadRow>, Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM uploads WHERE state = 'open' AND last_activity_at < ? LIMIT 500"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(to_millis(idle_since))
+        .fetch_all(db.pool())
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Records activity (keys issued), which keeps the sweeper away.
+pub async fn touch(db: &Db, id: &str, now: OffsetDateTime) -> Result<(), Error> {
+    sqlx::query("UPDATE uploads SET last_activity_at = ?, updated_at = ? WHERE id = ?")
+        .bind(to_millis(now))
+        .bind(to_millis(now))
+        .bind(id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Moves an upload from `from` to `to`; false when it was not in `from` any more.
+pub async fn transition(
+    db: &Db,
+    id: &str,
+    from: UploadState,
+    to: UploadState,
+    now: OffsetDateTime,
+) -> Result<bool, Error> {
+    let done =
+        sqlx::query("UPDATE uploads SET state = ?, updated_at = ? WHERE id = ? AND state = ?")
+            .bind(state_str(to))
+            .bind(to_millis(now))
+            .bind(id)
+            .bind(state_str(from))
+            .execute(db.pool())
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// What a verified upload records.
+#[derive(Debug, Clone)]
+pub struct Verified<'a> {
+    /// Whole-file hex SHA-256.
+    pub sha256: &'a str,
+    /// The object's ETag.
+    pub etag: &'a str,
+    /// The store's checksum, where reported.
+    pub store_checksum: Option<&'a str>,
+}
+
+/// Marks an open upload verified.
+pub async fn mark_verified(
+    db: &Db,
+    id: &str,
+    v: &Verified<'_>,
+    now: OffsetDateTime,
+) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE uploads SET state = 'verified', sha256 = ?, etag = ?, store_checksum = ?,
+            updated_at = ?, completed_at = ?
+         WHERE id = ?",
+    )
+    .bind(v.sha256)
+    .bind(v.etag)
+    .bind(v.store_checksum)
+    .bind(to_millis(now))
+    .bind(to_millis(now))
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Records the digest signed into the newest key of a part. Returns whether a key for this
+/// part had been issued before (a renewal).
+pub async fn record_part_digest(
+    db: &Db,
+    id: &str,
+    part: u32,
+    size: u64,
+    sha256_b64: &str,
+    now: OffsetDateTime,
+) -> Result<bool, Error> {
+    let existed = sqlx::query("SELECT 1 FROM part_digests WHERE upload_id = ? AND part_number = ?")
+        .bind(id)
+        .bind(i64::from(part))
+        .fetch_optional(db.pool())
+        .await?
+        .is_some();
+    sqlx::query(
+        "INSERT INTO part_digests (upload_id, part_number, size, sha256, issued_at)
+         VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (upload_id, part_number)
+         DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, issued_at = excluded.issued_at",
+    )
+    .bind(id)
+    .bind(i64::from(part))
+    .bind(to_i64(size))
+    .bind(sha256_b64)
+    .bind(to_millis(now))
+    .execute(db.pool())
+    .await?;
+    Ok(existed)
+}
+
+/// The digest (base64) signed into the newest key of each part, by part number.
+pub async fn part_digests(db: &Db, id: &str) -> Result<BTreeMap<u32, String>, Error> {
+    let rows = sqlx::query("SELECT part_number, sha256 FROM part_digests WHERE upload_id = ?")
+        .bind(id)
+        .fetch_all(db.pool())
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let n = u32::try_from(r.get::<i64, _>("part_number")).ok()?;
+            Some((n, r.get::<String, _>("sha256")))
+        })
+        .collect())
+}

@@ -1,0 +1,33 @@
+//! The valet service: signs users in, issues keys (pre-signed URLs) that let a client send
+//! one part of one upload straight to object storage, and verifies the result when the client
+//! reports completion. File bytes never pass through it.
+//!
+//! ```text
+//! client ──sign in / create / keys / complete──▶ service ──create / list / complete / head──▶ store
+//!    └──────────────── PUT part bytes with a key ───────────────────────────────────────────▶ store
+//! ```
+//!
+//! Start it in-process with [`dev::start`] (embedded store, for tests and newcomers) or
+//! [`server::start`] (a configured S3 store).
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod checksum;
+pub mod config;
+pub mod db;
+pub mod dev;
+mod error;
+pub mod names;
+pub mod openapi;
+pub mod server;
+pub mod store;
+pub mod sweeper;
+
+pub use error::Error;
+
+/// The line printed once the service accepts connections (docs/CONTRACTS.md).
+pub fn ready_line(url: &str) -> String {
+    format!("valet-service ready on {url}")
+}
