@@ -181,11 +181,14 @@ impl Session {
     }
 
     /// Ends the sign-in: asks the service to revoke its tokens, then forgets the refresh token
-    /// and the sign-in settings, even when the service cannot be reached (its error is returned
-    /// after the local cleanup). An API-token session has nothing to end.
-    pub async fn logout(self, data_dir: &Path) -> Result<()> {
+    /// and the sign-in settings, even when the service cannot be reached.
+    ///
+    /// `Err` when the local cleanup failed; `Ok(Some(error))` when it succeeded but the service
+    /// could not revoke the tokens (they expire on their own); `Ok(None)` when both succeeded.
+    /// An API-token session has nothing to end: `Ok(None)`.
+    pub async fn logout(self, data_dir: &Path) -> Result<Option<Error>> {
         let Auth::SignedIn(signed_in) = &self.auth else {
-            return Ok(());
+            return Ok(None);
         };
         let account = signed_in.sign_in.keyring_account();
         let revoked = async {
@@ -203,7 +206,7 @@ impl Session {
         let keyring = signed_in.keyring.clone();
         blocking(move || keyring.delete(&account)).await?;
         SignIn::remove(data_dir)?;
-        revoked
+        Ok(revoked.err())
     }
 
     /// A bearer token valid for at least the renewal margin.
