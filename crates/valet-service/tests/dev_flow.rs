@@ -1,0 +1,726 @@
+//! The service in-process in dev mode (embedded s3s-fs store, SQLite in a temp dir), driven
+//! over real HTTP with reqwest; part bytes go straight to the store with the issued keys.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine as _;
+use reqwest::StatusCode;
+use rusty_s3::{Bucket, Credentials, S3Action as _, UrlStyle};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use time::OffsetDateTime;
+use valet_service::config::Config;
+use valet_service::dev::{self, DevServer};
+use valet_service::{audit, auth, sweeper};
+
+const MIB: u64 = 1024 * 1024;
+const PART: u64 = 5 * MIB;
+
+fn any_port() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+async fn start(dir: &tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> DevServer {
+    dev::start_with(dir.path(), any_port(), adjust)
+        .await
+        .expect("dev service starts")
+}
+
+/// A tiny client for the JSON API.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(dev: &DevServer) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: dev.url().to_owned(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("service answers");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, Some(token), None)
+            .await
+    }
+
+    async fn sign_in(&self, user: &str, password: &str) -> Value {
+        let (status, body) = self
+            .post(
+                "/v1/auth/token",
+                None,
+                json!({"grant_type": "password", "username": user, "password": password}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "sign-in of {user}: {body}");
+        body
+    }
+}
+
+fn code(body: &Value) -> &str {
+    body["code"].as_str().unwrap_or("<no code>")
+}
+
+fn b64_sha256(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
+}
+
+/// Deterministic bytes that differ from part to part.
+fn file_bytes(len: u64) -> Vec<u8> {
+    let mut x: u32 = 0x1234_5678;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// Creates an upload of `bytes`, gets keys for all parts, PUTs them; returns the upload id,
+/// its object key and the receipts.
+async fn upload_parts(
+    api: &Api,
+    token: &str,
+    name: &str,
+    bytes: &[u8],
+) -> (String, String, Vec<Value>) {
+    let (status, created) = api
+        .post(
+            "/v1/uploads",
+            Some(token),
+            json!({"file_name": name, "size": bytes.len(), "content_type": "application/octet-stream",
+                   "part_size": PART}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "create: {created}");
+    let id = created["upload_id"].as_str().unwrap().to_owned();
+    let object_key = created["object_key"].as_str().unwrap().to_owned();
+    let origin = created["store"]["origin"].as_str().unwrap().to_owned();
+    let chunks: Vec<&[u8]> = bytes.chunks(PART as usize).collect();
+    let digests: Vec<Value> = chunks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| json!({"number": i + 1, "size": c.len(), "sha256": b64_sha256(c)}))
+        .collect();
+    let (status, keys) = api
+        .post(
+            &format!("/v1/uploads/{id}/keys"),
+            Some(token),
+            json!({"parts": digests}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "keys: {keys}");
+    let keys = keys["keys"].as_array().unwrap().clone();
+    assert_eq!(keys.len(), chunks.len());
+    let http = reqwest::Client::new();
+    let mut receipts = Vec::new();
+    for (key, chunk) in keys.iter().zip(&chunks) {
+        let url = key["url"].as_str().unwrap();
+        assert!(
+            url.starts_with(&origin),
+            "key for the announced store: {url}"
+        );
+        assert_eq!(key["method"], "PUT");
+        let mut request = http.put(url).body(chunk.to_vec());
+        for header in key["headers"].as_array().unwrap() {
+            request = request.header(header[0].as_str().unwrap(), header[1].as_str().unwrap());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "part PUT");
+        let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+        receipts.push(json!({"number": key["number"], "etag": etag,
+                             "sha256": b64_sha256(chunk), "size": chunk.len()}));
+    }
+    (id, object_key, receipts)
+}
+
+/// Reads an object straight from the embedded store.
+async fn read_object(dev: &DevServer, key: &str) -> (StatusCode, Vec<u8>) {
+    let bucket = Bucket::new(
+        dev.store.endpoint.clone(),
+        UrlStyle::Path,
+        "valet",
+        "us-east-1",
+    )
+    .unwrap();
+    let creds = Credentials::new(
+        &dev.store.credentials.access_key_id,
+        &dev.store.credentials.secret_access_key,
+    );
+    let url = bucket
+        .get_object(Some(&creds), key)
+        .sign(Duration::from_secs(60));
+    let response = reqwest::get(url).await.unwrap();
+    (response.status(), response.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test]
+async fn upload_is_verified_and_private_to_its_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start(&dir, |_| {}).await;
+    let api = Api::new(&dev);
+    auth::add_user(
+        dev.running.state.db(),
+        "bob",
+        "bob-password",
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+
+    let signed_in = api.sign_in(&dev.user, &dev.password).await;
+    let token = signed_in["access_token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("vat_"));
+    let (status, me) = api.get("/v1/me", &token).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me, json!({"user": "dev", "prefix": "users/dev/"}));
+
+    // Two parts: 5 MiB and 1 byte.
+    let bytes = file_bytes(PART + 1);
+    let (id, object_key, receipts) = upload_parts(&api, &token, "../../report.bin", &bytes).await;
+    assert_eq!(
+        object_key, "users/dev/report.bin",
+        "name sanitized, under the user's prefix"
+    );
+
+    let (status, upload) = api.get(&format!("/v1/uploads/{id}"), &token).await;
+    assert_eq!(status, StatusCode::OK, "{upload}");
+    assert_eq!(upload["state"], "open");
+    assert_eq!(upload["layout"]["part_count"], 2);
+    let sizes: Vec<u64> = upload["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["size"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, vec![PART, 1], "status lists what the store holds");
+
+    // Bob sees nothing of it, exactly as if it did not exist.
+    let bob = api.sign_in("bob", "bob-password").await;
+    let bob = bob["access_token"].as_str().unwrap();
+    let nowhere = format!("/v1/uploads/{}", "0".repeat(32));
+    for path in [format!("/v1/uploads/{id}"), nowhere.clone()] {
+        let (status, body) = api.get(&path, bob).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "status {path}"
+        );
+    }
+    let (status, body) = api
+        .post(
+            &format!("/v1/uploads/{id}/keys"),
+            Some(bob),
+            json!({"parts": [{"number": 1, "size": PART, "sha256": b64_sha256(b"x")}]}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "not_found"),
+        "keys"
+    );
+    let sha = hex::encode(Sha256::digest(&bytes));
+    let (status, body) = api
+        .post(
+            &format!("/v1/uploads/{id}/complete"),
+            Some(bob),
+            json!({"sha256": sha, "parts": receipts}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "not_found"),
+        "complete"
+    );
+    let (status, body) = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/uploads/{id}"),
+            Some(bob),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "not_found"),
+        "abort"
+    );
+    let (_, listed) = api.get("/v1/uploads", bob).await;
+    assert_eq!(listed["uploads"], json!([]));
+
+    // Receipts that do not match are refused before anything is completed.
+    let mut wrong = receipts.clone();
+    wrong[1]["sha256"] = json!(b64_sha256(b"other bytes"));
+    let (status, body) = api
+        .post(
+            &format!("/v1/uploads/{id}/complete"),
+            Some(&token),
+            json!({"sha256": sha, "parts": wrong}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "parts_mismatch"),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("part 2"),
+        "{body}"
+    );
+    let (status, body) = api
+        .post(
+            &format!("/v1/uploads/{id}/complete"),
+            Some(&token),
+            json!({"sha256": sha, "parts": &receipts[..1]}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "parts_mismatch"),
+        "{body}"
+    );
+
+    // A renewed key for part 1 (same digest) is audited as a renewal.
+    let (status, _) = api
+        .post(
+            &format!("/v1/uploads/{id}/keys"),
+            Some(&token),
+            json!({"parts": [{"number": 1, "size": PART, "sha256": receipts[0]["sha256"]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, verified) = api
+        .post(
+            &format!("/v1/uploads/{id}/complete"),
+            Some(&token),
+            json!({"sha256": sha, "parts": receipts}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "complete: {verified}");
+    assert_eq!(verified["state"], "verified");
+    assert_eq!(verified["sha256"], sha.as_str());
+    assert_eq!(verified["size"], PART + 1);
+    let (status, stored) = read_object(&dev, &object_key).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(stored == bytes, "the object read back is the file");
+
+    // Completing again (a retry after a lost answer) gives the same answer.
+    let (status, again) = api
+        .post(
+            &format!("/v1/uploads/{id}/complete"),
+            Some(&token),
+            json!({"sha256": sha, "parts": receipts}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again, verified);
+    let (status, body) = api
+        .post(
+            &format!("/v1/uploads/{id}/keys"),
+            Some(&token),
+            json!({"parts": [{"number": 1, "size": PART, "sha256": receipts[0]["sha256"]}]}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "conflict"),
+        "no keys after completion"
+    );
+
+    // A file whose bytes are not what the client claims is refused and removed.
+    let other = file_bytes(2 * PART);
+    let (bad_id, bad_key, bad_receipts) = upload_parts(&api, &token, "claimed.bin", &other).await;
+    let (status, body) = api
+        .post(
+            &format!("/v1/uploads/{bad_id}/complete"),
+            Some(&token),
+            json!({"sha256": hex::encode(Sha256::digest(b"not the file")), "parts": bad_receipts}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "verification_failed"),
+        "{body}"
+    );
+    let (status, _) = read_object(&dev, &bad_key).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "an unverified object is deleted"
+    );
+    let (_, failed) = api.get(&format!("/v1/uploads/{bad_id}"), &token).await;
+    assert_eq!(failed["state"], "failed");
+
+    // Abort.
+    let (abort_id, _, _) = upload_parts(&api, &token, "dropped.bin", &file_bytes(1)).await;
+    let (status, _) = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/uploads/{abort_id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, aborted) = api.get(&format!("/v1/uploads/{abort_id}"), &token).await;
+    assert_eq!(aborted["state"], "aborted");
+
+    // The audit log tells the story and holds no secret.
+    let lines = audit::list(dev.running.state.db(), None).await.unwrap();
+    let events: Vec<&str> = lines.iter().map(|l| l.event.as_str()).collect();
+    for expected in [
+        "sign_in",
+        "upload_created",
+        "key_issued",
+        "upload_completed",
+        "upload_verification_failed",
+        "upload_aborted",
+    ] {
+        assert!(
+            events.contains(&expected),
+            "audit has {expected}: {events:?}"
+        );
+    }
+    let renewal = lines
+        .iter()
+        .find(|l| l.event == "key_issued" && l.detail == Some(json!({"renewal": true})))
+        .expect("a renewal is marked");
+    assert_eq!(renewal.part, Some(1));
+    assert_eq!(renewal.upload_id.as_deref(), Some(id.as_str()));
+    assert!(
+        renewal.expires_at.is_some()
+            && renewal
+                .client_addr
+                .as_deref()
+                .unwrap()
+                .starts_with("127.0.0.1:")
+    );
+    let dump = serde_json::to_string(&lines).unwrap();
+    for secret in [
+        token.as_str(),
+        signed_in["refresh_token"].as_str().unwrap(),
+        bob,
+        &dev.password,
+        "X-Amz-Signature",
+    ] {
+        assert!(!dump.contains(secret), "audit log leaks {secret}");
+    }
+
+    let (status, doc) = api.get("/openapi.json", &token).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["paths"]["/v1/uploads/{id}/complete"].is_object());
+    dev.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_reuse_revokes_the_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start(&dir, |_| {}).await;
+    let api = Api::new(&dev);
+
+    let (status, body) = api
+        .post(
+            "/v1/auth/token",
+            None,
+            json!({"grant_type": "password", "username": "dev", "password": "wrong"}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "invalid_credentials")
+    );
+    let (status, body) = api.get("/v1/me", "vat_unknown").await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "unauthenticated")
+    );
+
+    let first = api.sign_in("dev", &dev.password).await;
+    let r1 = first["refresh_token"].as_str().unwrap();
+    assert!(r1.starts_with("vrt_"));
+    let (status, body) = api.get("/v1/me", r1).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "unauthenticated"),
+        "a refresh token is no bearer"
+    );
+
+    let refresh = |token: &str| json!({"grant_type": "refresh_token", "refresh_token": token});
+    let (status, second) = api.post("/v1/auth/token", None, refresh(r1)).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    let a2 = second["access_token"].as_str().unwrap();
+    let r2 = second["refresh_token"].as_str().unwrap();
+    assert_ne!(r1, r2, "rotated");
+    assert_eq!(api.get("/v1/me", a2).await.0, StatusCode::OK);
+
+    // r1 again: someone copied it. The whole sign-in ends.
+    let (status, body) = api.post("/v1/auth/token", None, refresh(r1)).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "token_revoked")
+    );
+    let (status, body) = api.post("/v1/auth/token", None, refresh(r2)).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "token_revoked"),
+        "family revoked"
+    );
+    let (status, body) = api.get("/v1/me", a2).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "token_revoked")
+    );
+    let (status, body) = api
+        .get("/v1/me", first["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "token_revoked")
+    );
+
+    // Logout ends the access token and the refresh token's sign-in.
+    let other = api.sign_in("dev", &dev.password).await;
+    let access = other["access_token"].as_str().unwrap();
+    let (status, _) = api
+        .post(
+            "/v1/auth/logout",
+            Some(access),
+            json!({"refresh_token": other["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = api.get("/v1/me", access).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "token_revoked")
+    );
+    let (status, body) = api
+        .post(
+            "/v1/auth/token",
+            None,
+            refresh(other["refresh_token"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "token_revoked")
+    );
+
+    // API tokens work until revoked.
+    let db = dev.running.state.db();
+    let (token_id, api_token) =
+        auth::issue_api_token(db, "dev", Some("ci"), OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+    assert!(api_token.starts_with("vpt_"));
+    assert_eq!(api.get("/v1/me", &api_token).await.0, StatusCode::OK);
+    assert!(
+        valet_service::db::tokens::revoke(db, &token_id, OffsetDateTime::now_utc())
+            .await
+            .unwrap()
+    );
+    let (status, body) = api.get("/v1/me", &api_token).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "token_revoked")
+    );
+
+    let lines = audit::list(db, None).await.unwrap();
+    let events: Vec<&str> = lines.iter().map(|l| l.event.as_str()).collect();
+    for expected in [
+        "sign_in_failed",
+        "sign_in",
+        "token_refreshed",
+        "refresh_token_reused",
+        "logout",
+    ] {
+        assert!(
+            events.contains(&expected),
+            "audit has {expected}: {events:?}"
+        );
+    }
+    let dump = serde_json::to_string(&lines).unwrap();
+    for secret in [r1, r2, a2, access, &api_token, &dev.password] {
+        assert!(!dump.contains(secret), "audit log leaks a token");
+    }
+    dev.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn access_tokens_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start(&dir, |c| c.tokens.access_ttl = Duration::from_secs(1)).await;
+    let api = Api::new(&dev);
+    let signed_in = api.sign_in("dev", &dev.password).await;
+    assert_eq!(signed_in["expires_in"], 1);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (status, body) = api
+        .get("/v1/me", signed_in["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "token_expired")
+    );
+    dev.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn abandoned_uploads_are_aborted_by_the_sweeper() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start(&dir, |c| c.uploads.abandon_after = Duration::from_secs(60)).await;
+    let api = Api::new(&dev);
+    let token = api.sign_in("dev", &dev.password).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (id, _, _) = upload_parts(&api, &token, "idle.bin", &file_bytes(10)).await;
+
+    let state = &dev.running.state;
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(
+        sweeper::sweep_once(state, now).await.unwrap(),
+        0,
+        "not idle long enough"
+    );
+    assert_eq!(
+        sweeper::sweep_once(state, now + Duration::from_secs(61))
+            .await
+            .unwrap(),
+        1
+    );
+    let (_, upload) = api.get(&format!("/v1/uploads/{id}"), &token).await;
+    assert_eq!(upload["state"], "aborted");
+    let lines = audit::list(state.db(), Some(&id)).await.unwrap();
+    assert_eq!(lines.last().unwrap().event, "upload_abandoned");
+    dev.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_requests_get_api_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start(&dir, |c| {
+        c.limits.max_file_size = bytesize::ByteSize::mib(100);
+        c.limits.allowed_content_types = vec!["image/*".into(), "application/octet-stream".into()];
+    })
+    .await;
+    let api = Api::new(&dev);
+    let token = api.sign_in("dev", &dev.password).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let create = |name: &str, size: u64, ct: &str, part: u64| json!({"file_name": name, "size": size, "content_type": ct, "part_size": part});
+    let cases = [
+        (create("..", 1, "image/png", PART), "bad_request"),
+        (create("\u{202E}", 1, "image/png", PART), "bad_request"),
+        (create("a.png", 200 * MIB, "image/png", PART), "too_large"),
+        (
+            create("a.txt", 1, "text/plain", PART),
+            "content_type_not_allowed",
+        ),
+        (create("a.png", 1, "image/png", MIB), "bad_request"),
+        (json!({"nonsense": true}), "bad_request"),
+    ];
+    for (body, expected) in cases {
+        let (status, answer) = api.post("/v1/uploads", Some(&token), body.clone()).await;
+        assert_eq!(code(&answer), expected, "{body} -> {status} {answer}");
+        assert_eq!(status.as_u16(), answer_status(expected));
+    }
+    let (status, answer) = api
+        .post("/v1/uploads", None, create("a.png", 1, "image/png", PART))
+        .await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::UNAUTHORIZED, "unauthenticated")
+    );
+
+    // Keys: wrong size, out-of-range part, bad digest.
+    let (id, _, _) = upload_parts(&api, &token, "k.bin", &file_bytes(PART + 1)).await;
+    for part in [
+        json!({"number": 2, "size": 2, "sha256": b64_sha256(b"x")}),
+        json!({"number": 3, "size": 1, "sha256": b64_sha256(b"x")}),
+        json!({"number": 1, "size": PART, "sha256": "AAAA"}),
+    ] {
+        let (status, answer) = api
+            .post(
+                &format!("/v1/uploads/{id}/keys"),
+                Some(&token),
+                json!({"parts": [part]}),
+            )
+            .await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::BAD_REQUEST, "bad_request"),
+            "{part}"
+        );
+    }
+    dev.shutdown().await.unwrap();
+}
+
+fn answer_status(code: &str) -> u16 {
+    match code {
+        "too_large" => 413,
+        "content_type_not_allowed" => 415,
+        _ => 400,
+    }
+}
+
+#[tokio::test]
+async fn plain_http_off_loopback_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = dev::start_with(dir.path(), "0.0.0.0:0".parse().unwrap(), |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("not a loopback address"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn the_dev_password_is_kept_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = start(&dir, |_| {}).await;
+    let password = first.password.clone();
+    first.shutdown().await.unwrap();
+    let kept = std::fs::read_to_string(dir.path().join("dev-password")).unwrap();
+    assert_eq!(kept.trim(), password);
+    let second = start(&dir, |_| {}).await;
+    assert_eq!(second.password, password);
+    Api::new(&second).sign_in("dev", &password).await;
+    second.shutdown().await.unwrap();
+}
