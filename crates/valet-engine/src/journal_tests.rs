@@ -1,1 +1,184 @@
+use std::path::Path;
 
+use time::OffsetDateTime;
+use valet_protocol::PartReceipt;
+
+use super::*;
+
+fn stamp(size: u64) -> FileStamp {
+    FileStamp {
+        size,
+        mtime_ns: 1_700_000_000_123_456_789,
+        inode: Some(42),
+    }
+}
+
+fn receipt(number: u32) -> PartReceipt {
+    PartReceipt {
+        number,
+        etag: format!("\"etag-{number}\""),
+        sha256: format!("sha-{number}"),
+        size: 5,
+    }
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+}
+
+fn begin(journal: &Journal, path: &Path, size: u64) -> i64 {
+    let new = NewEntry {
+        path,
+        stamp: stamp(size),
+        part_size: valet_protocol::MIN_PART_SIZE,
+        server: "http://127.0.0.1:8080/",
+        prefix: Some("docs"),
+    };
+    journal.begin(&new, now()).unwrap()
+}
+
+#[test]
+fn round_trip_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Path::new("/data/big.iso");
+    let id = {
+        let journal = Journal::open_in(dir.path()).unwrap();
+        let id = begin(&journal, path, 12 * 1024 * 1024);
+        journal
+            .set_created(
+                id,
+                "up1",
+                "users/a/docs/big.iso",
+                "http://127.0.0.1:9000",
+                600,
+                now(),
+            )
+            .unwrap();
+        journal.add_receipt(id, &receipt(2), now()).unwrap();
+        journal.add_receipt(id, &receipt(1), now()).unwrap();
+        id
+    };
+    let journal = Journal::open(&dir.path().join(JOURNAL_FILE)).unwrap();
+    let entry = journal.entry(id).unwrap();
+    assert_eq!(entry.path, path);
+    assert_eq!(entry.stamp, stamp(12 * 1024 * 1024));
+    assert_eq!(entry.upload_id.as_deref(), Some("up1"));
+    assert_eq!(entry.store_origin.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(entry.key_ttl_secs, Some(600));
+    assert_eq!(entry.prefix.as_deref(), Some("docs"));
+    assert_eq!(entry.state, EntryState::Uploading);
+    assert_eq!((entry.parts_done, entry.part_count), (2, 3));
+    assert_eq!(
+        journal.receipts(id).unwrap(),
+        vec![receipt(1), receipt(2)],
+        "receipts come back by part number"
+    );
+}
+
+#[test]
+fn resume_bookkeeping() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open_in(dir.path()).unwrap();
+    let path = Path::new("/data/f.bin");
+    let id = begin(&journal, path, 100);
+    let other = begin(&journal, Path::new("/data/g.bin"), 100);
+
+    assert_eq!(
+        journal
+            .find_unfinished(path, &stamp(100))
+            .unwrap()
+            .map(|e| e.id),
+        Some(id),
+        "same path, size and mtime: resume"
+    );
+    assert!(
+        journal
+            .find_unfinished(path, &stamp(101))
+            .unwrap()
+            .is_none(),
+        "other size"
+    );
+    let touched = FileStamp {
+        mtime_ns: 1,
+        ..stamp(100)
+    };
+    assert!(
+        journal.find_unfinished(path, &touched).unwrap().is_none(),
+        "other mtime"
+    );
+    assert_eq!(journal.unfinished().unwrap().len(), 2);
+
+    journal
+        .set_created(id, "up", "k", "http://127.0.0.1:9", 60, now())
+        .unwrap();
+    journal.add_receipt(id, &receipt(1), now()).unwrap();
+    journal.remove_receipts(id, &[1]).unwrap();
+    assert!(
+        journal.receipts(id).unwrap().is_empty(),
+        "a part the store lost is forgotten"
+    );
+
+    journal.add_receipt(id, &receipt(1), now()).unwrap();
+    journal
+        .reset_upload(id, "https://other.example/", now())
+        .unwrap();
+    let reset = journal.entry(id).unwrap();
+    assert_eq!(reset.upload_id, None);
+    assert_eq!(reset.parts_done, 0, "a restarted upload keeps no receipts");
+    assert_eq!(reset.server.as_deref(), Some("https://other.example/"));
+
+    let changed = Error::SourceChanged {
+        path: path.to_path_buf(),
+        reason: "size".into(),
+    };
+    journal
+        .note_error(other, "retries_exhausted", "network down", now())
+        .unwrap();
+    assert_eq!(
+        journal.entry(other).unwrap().state,
+        EntryState::Uploading,
+        "resumable"
+    );
+    journal
+        .mark_failed(id, changed.code(), &changed.to_string(), now())
+        .unwrap();
+    let failed = journal.entry(id).unwrap();
+    assert_eq!(failed.state, EntryState::Failed);
+    assert_eq!(failed.error_code.as_deref(), Some("source_changed"));
+    assert!(
+        journal
+            .find_unfinished(path, &stamp(100))
+            .unwrap()
+            .is_none(),
+        "failed is final"
+    );
+
+    journal
+        .mark_verified(other, "abc", "users/a/g.bin", now())
+        .unwrap();
+    let verified = journal.entry(other).unwrap();
+    assert_eq!(verified.state, EntryState::Verified);
+    assert_eq!(verified.error, None, "the old error is cleared");
+    assert!(journal.unfinished().unwrap().is_empty());
+    assert_eq!(journal.entries().unwrap().len(), 2);
+    assert!(journal.contains(id).unwrap() && !journal.contains(999).unwrap());
+}
+
+#[test]
+fn a_corrupt_journal_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(JOURNAL_FILE);
+    std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+    let e = Journal::open(&path).unwrap_err();
+    assert_eq!(e.code(), "journal");
+    assert!(e.to_string().contains(JOURNAL_FILE), "names the file: {e}");
+}
+
+#[test]
+fn an_unwritable_journal_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where the file should be: cannot be opened as a database.
+    std::fs::create_dir(dir.path().join(JOURNAL_FILE)).unwrap();
+    let e = Journal::open_in(dir.path()).unwrap_err();
+    assert_eq!(e.code(), "journal", "{e}");
+}
