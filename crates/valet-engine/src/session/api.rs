@@ -41,7 +41,8 @@ impl StoreTarget {
 }
 
 /// A checked key and when it was obtained (by the local clock: immune to clock skew).
-#[derive(Debug, Clone)]
+/// Its `Debug` shows the URL without its query (the signature).
+#[derive(Clone)]
 pub struct KeyLease {
     /// The key as the service sent it.
     pub key: PartKey,
@@ -53,6 +54,19 @@ pub struct KeyLease {
     pub issued: Instant,
     /// How long the key lives from `issued`.
     pub ttl: Duration,
+}
+
+impl std::fmt::Debug for KeyLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyLease")
+            .field("number", &self.key.number)
+            .field(
+                "url",
+                &format_args!("{}?<redacted>", urls::redact(&self.url)),
+            )
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 impl KeyLease {
