@@ -8,20 +8,31 @@ use valet_tests::seaweed::SeaweedFs;
 use valet_tests::service::{Service, ServiceOptions};
 
 /// What must never appear in a log line or a file of the client's data dir. Deliberately
-/// literal: the token prefixes of the service and the signature parameter of SigV4 URLs.
-const NEVER_LOGGED: &[&str] = &[
-    "vat_",
-    "vrt_",
-    "vpt_",
-    "X-Amz-Signature=",
-    "X-Amz-Credential=",
-];
+/// literal: the signature parameters of SigV4 URLs.
+const NEVER_LOGGED: &[&str] = &["X-Amz-Signature=", "X-Amz-Credential="];
+
+/// Prefixes of the service's access, refresh and API tokens: followed by token characters they
+/// are a token (the bare prefix may appear in text the service logs, such as its schema).
+const TOKEN_PREFIXES: &[&str] = &["vat_", "vrt_", "vpt_"];
 
 fn assert_clean(what: &str, text: &str, secrets: &[&str]) {
     for needle in NEVER_LOGGED.iter().chain(secrets) {
-        if let Some(at) = text.find(needle) {
-            let line = text[..at].rsplit('\n').next().unwrap_or_default().len();
-            panic!("{what} leaks `{needle}` at byte {at} (column {line})");
+        if let Some(line) = text.lines().find(|line| line.contains(needle)) {
+            panic!("{what} leaks `{needle}` in this line:\n{line}");
+        }
+    }
+    for prefix in TOKEN_PREFIXES {
+        for (at, _) in text.match_indices(prefix) {
+            let rest = &text[at + prefix.len()..];
+            let token_chars = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .count();
+            assert!(
+                token_chars < 16,
+                "{what} leaks a `{prefix}` token: {}",
+                &rest[..token_chars]
+            );
         }
     }
 }
