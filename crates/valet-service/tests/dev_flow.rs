@@ -4,18 +4,18 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use base64::Engine as _;
 use reqwest::StatusCode;
 use rusty_s3::{Bucket, Credentials, S3Action as _, UrlStyle};
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use valet_service::config::Config;
 use valet_service::dev::{self, DevServer};
 use valet_service::{audit, auth, sweeper};
 
-const MIB: u64 = 1024 * 1024;
-const PART: u64 = 5 * MIB;
+mod common;
+
+use common::{Api, MIB, PART, b64_sha256, code, file_bytes, upload_parts};
 
 fn any_port() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -25,147 +25,6 @@ async fn start(dir: &tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> Dev
     dev::start_with(dir.path(), any_port(), adjust)
         .await
         .expect("dev service starts")
-}
-
-/// A tiny client for the JSON API.
-struct Api {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    fn new(dev: &DevServer) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            base: dev.url().to_owned(),
-        }
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("service answers");
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, value)
-    }
-
-    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
-        self.call(reqwest::Method::POST, path, token, Some(body))
-            .await
-    }
-
-    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
-        self.call(reqwest::Method::GET, path, Some(token), None)
-            .await
-    }
-
-    async fn sign_in(&self, user: &str, password: &str) -> Value {
-        let (status, body) = self
-            .post(
-                "/v1/auth/token",
-                None,
-                json!({"grant_type": "password", "username": user, "password": password}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "sign-in of {user}: {body}");
-        body
-    }
-}
-
-fn code(body: &Value) -> &str {
-    body["code"].as_str().unwrap_or("<no code>")
-}
-
-fn b64_sha256(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
-}
-
-/// Deterministic bytes that differ from part to part.
-fn file_bytes(len: u64) -> Vec<u8> {
-    let mut x: u32 = 0x1234_5678;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
-/// Creates an upload of `bytes`, gets keys for all parts, PUTs them; returns the upload id,
-/// its object key and the receipts.
-async fn upload_parts(
-    api: &Api,
-    token: &str,
-    name: &str,
-    bytes: &[u8],
-) -> (String, String, Vec<Value>) {
-    let (status, created) = api
-        .post(
-            "/v1/uploads",
-            Some(token),
-            json!({"file_name": name, "size": bytes.len(), "content_type": "application/octet-stream",
-                   "part_size": PART}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "create: {created}");
-    let id = created["upload_id"].as_str().unwrap().to_owned();
-    let object_key = created["object_key"].as_str().unwrap().to_owned();
-    let origin = created["store"]["origin"].as_str().unwrap().to_owned();
-    let chunks: Vec<&[u8]> = bytes.chunks(PART as usize).collect();
-    let digests: Vec<Value> = chunks
-        .iter()
-        .enumerate()
-        .map(|(i, c)| json!({"number": i + 1, "size": c.len(), "sha256": b64_sha256(c)}))
-        .collect();
-    let (status, keys) = api
-        .post(
-            &format!("/v1/uploads/{id}/keys"),
-            Some(token),
-            json!({"parts": digests}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "keys: {keys}");
-    let keys = keys["keys"].as_array().unwrap().clone();
-    assert_eq!(keys.len(), chunks.len());
-    let http = reqwest::Client::new();
-    let mut receipts = Vec::new();
-    for (key, chunk) in keys.iter().zip(&chunks) {
-        let url = key["url"].as_str().unwrap();
-        assert!(
-            url.starts_with(&origin),
-            "key for the announced store: {url}"
-        );
-        assert_eq!(key["method"], "PUT");
-        let mut request = http.put(url).body(chunk.to_vec());
-        for header in key["headers"].as_array().unwrap() {
-            request = request.header(header[0].as_str().unwrap(), header[1].as_str().unwrap());
-        }
-        let response = request.send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "part PUT");
-        let etag = response.headers()["etag"].to_str().unwrap().to_owned();
-        receipts.push(json!({"number": key["number"], "etag": etag,
-                             "sha256": b64_sha256(chunk), "size": chunk.len()}));
-    }
-    (id, object_key, receipts)
 }
 
 /// Reads an object straight from the embedded store.
@@ -192,7 +51,7 @@ async fn read_object(dev: &DevServer, key: &str) -> (StatusCode, Vec<u8>) {
 async fn upload_is_verified_and_private_to_its_owner() {
     let dir = tempfile::tempdir().unwrap();
     let dev = start(&dir, |_| {}).await;
-    let api = Api::new(&dev);
+    let api = Api::new(dev.url());
     auth::add_user(
         dev.running.state.db(),
         "bob",
@@ -451,7 +310,7 @@ async fn upload_is_verified_and_private_to_its_owner() {
 async fn refresh_tokens_rotate_and_reuse_revokes_the_sign_in() {
     let dir = tempfile::tempdir().unwrap();
     let dev = start(&dir, |_| {}).await;
-    let api = Api::new(&dev);
+    let api = Api::new(dev.url());
 
     let (status, body) = api
         .post(
@@ -585,7 +444,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_sign_in() {
 async fn access_tokens_expire() {
     let dir = tempfile::tempdir().unwrap();
     let dev = start(&dir, |c| c.tokens.access_ttl = Duration::from_secs(1)).await;
-    let api = Api::new(&dev);
+    let api = Api::new(dev.url());
     let signed_in = api.sign_in("dev", &dev.password).await;
     assert_eq!(signed_in["expires_in"], 1);
     tokio::time::sleep(Duration::from_millis(1300)).await;
@@ -603,7 +462,7 @@ async fn access_tokens_expire() {
 async fn abandoned_uploads_are_aborted_by_the_sweeper() {
     let dir = tempfile::tempdir().unwrap();
     let dev = start(&dir, |c| c.uploads.abandon_after = Duration::from_secs(60)).await;
-    let api = Api::new(&dev);
+    let api = Api::new(dev.url());
     let token = api.sign_in("dev", &dev.password).await["access_token"]
         .as_str()
         .unwrap()
@@ -638,7 +497,7 @@ async fn bad_requests_get_api_errors() {
         c.limits.allowed_content_types = vec!["image/*".into(), "application/octet-stream".into()];
     })
     .await;
-    let api = Api::new(&dev);
+    let api = Api::new(dev.url());
     let token = api.sign_in("dev", &dev.password).await["access_token"]
         .as_str()
         .unwrap()
@@ -721,6 +580,6 @@ async fn the_dev_password_is_kept_and_reused() {
     assert_eq!(kept.trim(), password);
     let second = start(&dir, |_| {}).await;
     assert_eq!(second.password, password);
-    Api::new(&second).sign_in("dev", &password).await;
+    Api::new(second.url()).sign_in("dev", &password).await;
     second.shutdown().await.unwrap();
 }

@@ -1,0 +1,164 @@
+//! The service against a real S3 store that checks part checksums (SeaweedFS), in `checksum`
+//! verification mode: the store itself refuses bytes other than those signed into a key, and
+//! the composite checksum it reports is checked at completion.
+//!
+//! Runs when `VALET_TEST_S3_ENDPOINT` is set (e.g. `http://127.0.0.1:8333`, with
+//! `VALET_TEST_S3_ACCESS_KEY` / `VALET_TEST_S3_SECRET_KEY`, default `test` / `testtest`);
+//! start SeaweedFS as in CONTRIBUTING or the storage recipe. Without it the test says so and
+//! returns.
+
+mod common;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+use time::OffsetDateTime;
+use valet_service::config::{Config, StoreCredentials};
+use valet_service::{auth, checksum, server};
+
+use common::{Api, PART, b64_sha256, code, file_bytes, upload_parts};
+
+fn store_under_test() -> Option<(String, StoreCredentials)> {
+    let endpoint = std::env::var("VALET_TEST_S3_ENDPOINT").ok()?;
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    Some((
+        endpoint,
+        StoreCredentials {
+            access_key_id: var("VALET_TEST_S3_ACCESS_KEY", "test"),
+            secret_access_key: var("VALET_TEST_S3_SECRET_KEY", "testtest"),
+            session_token: None,
+        },
+    ))
+}
+
+#[tokio::test]
+async fn checksum_verified_upload_on_a_store_that_checks_part_digests() {
+    let Some((endpoint, credentials)) = store_under_test() else {
+        eprintln!("VALET_TEST_S3_ENDPOINT not set: S3 store test not run");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::from_toml(&format!(
+        r#"
+        listen = "127.0.0.1:0"
+        data_dir = "{}"
+        [keys]
+        ttl = "2s"
+        [store]
+        endpoint = "{endpoint}"
+        bucket = "valet-svc-test"
+        path_style = true
+        create_bucket = true
+        verify = "checksum"
+        tag_objects = true
+        "#,
+        dir.path().display()
+    ))
+    .unwrap();
+    let running = server::start(config, &credentials)
+        .await
+        .expect("service starts");
+    auth::add_user(
+        running.state.db(),
+        "alice",
+        "alice-password",
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    let api = Api::new(&running.url);
+    let token = api.sign_in("alice", "alice-password").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let bytes = file_bytes(PART + 1);
+    let (id, _, receipts) = upload_parts(&api, &token, "both.bin", &bytes).await;
+
+    // The key binds the digest: other bytes, or another header value, are refused by the store.
+    let (status, keys) = api
+        .post(
+            &format!("/v1/uploads/{id}/keys"),
+            Some(&token),
+            json!({"parts": [{"number": 2, "size": 1, "sha256": b64_sha256(&bytes[PART as usize..])}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let url = keys["keys"][0]["url"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let wrong_bytes = http
+        .put(&url)
+        .header("x-amz-checksum-sha256", b64_sha256(&bytes[PART as usize..]))
+        .body(vec![0u8])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_bytes.status(), StatusCode::BAD_REQUEST, "BadDigest");
+    let other_header = http
+        .put(&url)
+        .header("x-amz-checksum-sha256", b64_sha256(b"\0"))
+        .body(vec![0u8])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        other_header.status(),
+        StatusCode::FORBIDDEN,
+        "header is signed"
+    );
+    // Keys expire (ttl 2s).
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let expired = http
+        .put(&url)
+        .header("x-amz-checksum-sha256", b64_sha256(&bytes[PART as usize..]))
+        .body(bytes[PART as usize..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expired.status(), StatusCode::FORBIDDEN, "expired key");
+
+    let sha = hex::encode(Sha256::digest(&bytes));
+    let (status, verified) = api
+        .post(
+            &format!("/v1/uploads/{id}/complete"),
+            Some(&token),
+            json!({"sha256": sha, "parts": receipts}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{verified}");
+    let part_digests: Vec<[u8; 32]> = bytes
+        .chunks(PART as usize)
+        .map(|c| Sha256::digest(c).into())
+        .collect();
+    assert_eq!(
+        verified["store_checksum"].as_str(),
+        Some(checksum::composite_sha256(&part_digests).as_str()),
+        "the store's composite checksum is the one computed from the signed digests"
+    );
+    let (status, body) = api.get(&format!("/v1/uploads/{id}"), &token).await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (StatusCode::OK, Some("verified"))
+    );
+
+    // A missing part is named before anything is completed.
+    let (id2, _, receipts2) = upload_parts(&api, &token, "gap.bin", &file_bytes(2 * PART)).await;
+    let (status, body) = api
+        .post(
+            &format!("/v1/uploads/{id2}/complete"),
+            Some(&token),
+            json!({"sha256": sha, "parts": [receipts2[0].clone()]}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "parts_mismatch")
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("part 2 missing"),
+        "{body}"
+    );
+    running.shutdown().await.unwrap();
+}
