@@ -91,7 +91,7 @@ async fn nothing_secret_is_logged_at_trace() {
         key_ttl: std::time::Duration::from_secs(600),
     };
     let leases = session
-        .part_keys("u1", &[digest.clone()], &store)
+        .part_keys("u1", std::slice::from_ref(&digest), &store)
         .await
         .unwrap();
     tracing::debug!(?leases, "keys as Debug");

@@ -100,6 +100,9 @@ impl Session {
             server: server.to_string(),
             user: user.to_owned(),
         };
+        // Fail before the password is sent when there is nowhere to keep the refresh token.
+        let probe = (keyring.clone(), sign_in.keyring_account());
+        blocking(move || probe.0.get(&probe.1).map(drop)).await?;
         let mut session = Self::new(server, Auth::Anonymous);
         let request = TokenRequest::Password {
             username: user.to_owned(),

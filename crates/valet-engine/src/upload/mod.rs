@@ -223,12 +223,11 @@ impl Engine {
                 journal.mark_failed(old.id, code, &message, OffsetDateTime::now_utc())
             })
             .await?;
-            if let Some(upload_id) = &old.upload_id {
-                if old.server.as_deref() == Some(self.session.server().as_str()) {
-                    if let Err(e) = self.session.abort_upload(upload_id).await {
-                        tracing::info!(upload = old.id, error = %e, "could not abort a stale upload");
-                    }
-                }
+            let same_server = old.server.as_deref() == Some(self.session.server().as_str());
+            if let (Some(upload_id), true) = (&old.upload_id, same_server)
+                && let Err(e) = self.session.abort_upload(upload_id).await
+            {
+                tracing::info!(upload = old.id, error = %e, "could not abort a stale upload");
             }
         }
         Ok(())

@@ -175,8 +175,7 @@ mod tests {
         })
         .await
         .unwrap()
-        .err()
-        .expect("changed");
+        .expect_err("changed");
         assert_eq!(e.code(), "source_changed");
     }
 }
