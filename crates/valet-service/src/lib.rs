@@ -27,6 +27,22 @@ pub mod sweeper;
 
 pub use error::Error;
 
+/// The log filter for `VALET_LOG`-style directives (`info`, `debug`, `trace`, ...).
+///
+/// The embedded store's own crates stay at `warn` unless named explicitly: at debug level they
+/// log whole requests, pre-signed query (signature) included.
+pub fn log_filter(directives: &str) -> tracing_subscriber::EnvFilter {
+    let mut filter = tracing_subscriber::EnvFilter::new(directives);
+    for quiet in ["s3s", "s3s_fs"] {
+        if !directives.contains(quiet)
+            && let Ok(directive) = format!("{quiet}=warn").parse()
+        {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
+}
+
 /// The line printed once the service accepts connections (docs/CONTRACTS.md).
 pub fn ready_line(url: &str) -> String {
     format!("valet-service ready on {url}")

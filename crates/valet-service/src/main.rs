@@ -154,8 +154,8 @@ fn main() -> ExitCode {
 
 /// Logs to stderr; `VALET_LOG` is an env-filter (`debug`, `valet_service=trace`).
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VALET_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let directives = std::env::var("VALET_LOG").unwrap_or_else(|_| "info".to_owned());
+    let filter = valet_service::log_filter(&directives);
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
