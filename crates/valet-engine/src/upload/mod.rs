@@ -268,8 +268,25 @@ impl Engine {
             if let Err(e) = written {
                 tracing::warn!(upload = id, error = %e, "could not journal the failure");
             }
+            if !resumable {
+                self.abort_failed(id).await;
+            }
         }
         result
+    }
+
+    /// A failed upload will never be completed: the service is asked to abort it, so the
+    /// store drops its parts now rather than at the service's next sweep. Best effort.
+    async fn abort_failed(&self, id: i64) {
+        let Ok(entry) = self.entry(id).await else {
+            return;
+        };
+        let same_server = entry.server.as_deref() == Some(self.session.server().as_str());
+        if let (Some(upload_id), true) = (&entry.upload_id, same_server)
+            && let Err(e) = self.session.abort_upload(upload_id).await
+        {
+            tracing::info!(upload = id, error = %e, "could not abort the failed upload");
+        }
     }
 
     async fn drive(
