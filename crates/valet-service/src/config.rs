@@ -347,8 +347,11 @@ impl Config {
     }
 }
 
-fn toml_credentials(text: &str) -> Result<StoreCredentials, figment::Error> {
-    Figment::new().merge(Toml::string(text)).extract()
+fn toml_credentials(text: &str) -> Result<StoreCredentials, String> {
+    Figment::new()
+        .merge(Toml::string(text))
+        .extract()
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -75,7 +75,7 @@ async fn checksum_verified_upload_on_a_store_that_checks_part_digests() {
         .to_owned();
 
     let bytes = file_bytes(PART + 1);
-    let (id, _, receipts) = upload_parts(&api, &token, "both.bin", &bytes).await;
+    let (id, object_key, receipts) = upload_parts(&api, &token, "both.bin", &bytes).await;
 
     // The key binds the digest: other bytes, or another header value, are refused by the store.
     let (status, keys) = api
@@ -136,6 +136,30 @@ async fn checksum_verified_upload_on_a_store_that_checks_part_digests() {
         verified["store_checksum"].as_str(),
         Some(checksum::composite_sha256(&part_digests).as_str()),
         "the store's composite checksum is the one computed from the signed digests"
+    );
+    // The object carries its sha256 as a tag.
+    let bucket = rusty_s3::Bucket::new(
+        endpoint.parse().unwrap(),
+        rusty_s3::UrlStyle::Path,
+        "valet-svc-test",
+        "us-east-1",
+    )
+    .unwrap();
+    let creds =
+        rusty_s3::Credentials::new(&credentials.access_key_id, &credentials.secret_access_key);
+    let mut get_tags = bucket.get_object(Some(&creds), &object_key);
+    rusty_s3::S3Action::query_mut(&mut get_tags).insert("tagging", "");
+    let tags = http
+        .get(rusty_s3::S3Action::sign(&get_tags, Duration::from_secs(60)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        tags.contains("<Key>sha256</Key>") && tags.contains(&sha),
+        "tagged: {tags}"
     );
     let (status, body) = api.get(&format!("/v1/uploads/{id}"), &token).await;
     assert_eq!(
