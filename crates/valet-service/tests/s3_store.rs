@@ -184,5 +184,37 @@ async fn checksum_verified_upload_on_a_store_that_checks_part_digests() {
         body["message"].as_str().unwrap().contains("part 2 missing"),
         "{body}"
     );
+
+    // The store completed an upload but the service never recorded it (its answer was lost):
+    // a retried completion verifies what is there.
+    let lost = file_bytes(PART + 7);
+    let (id3, _, receipts3) = upload_parts(&api, &token, "lost-answer.bin", &lost).await;
+    let row = valet_service::db::uploads::get_for_user(running.state.db(), &id3, "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    let parts: Vec<_> = receipts3
+        .iter()
+        .map(|r| valet_service::store::s3::PartToComplete {
+            number: r["number"].as_u64().unwrap() as u32,
+            etag: valet_service::store::s3::bare_etag(r["etag"].as_str().unwrap()),
+            sha256_b64: r["sha256"].as_str().unwrap().to_owned(),
+        })
+        .collect();
+    running
+        .state
+        .store()
+        .complete(&row.object_key, &row.store_upload_id, &parts)
+        .await
+        .unwrap();
+    let (status, body) = api
+        .post(
+            &format!("/v1/uploads/{id3}/complete"),
+            Some(&token),
+            json!({"sha256": hex::encode(Sha256::digest(&lost)), "parts": receipts3}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "verified");
     running.shutdown().await.unwrap();
 }

@@ -76,24 +76,47 @@ pub async fn complete(
     let layout = layout_of(&row);
     let signed = uploads::part_digests(state.db(), &row.id).await?;
     check_receipts(&layout, &request.parts, &signed)?;
-    let listed = state
+    let listed = match state
         .store()
         .list_parts(&row.object_key, &row.store_upload_id)
-        .await?;
-    let to_complete = check_listing(&layout, &request.parts, &listed)?;
-
-    let completed = match state
-        .store()
-        .complete(&row.object_key, &row.store_upload_id, &to_complete)
         .await
     {
-        Ok(done) => done,
-        Err(e) => return Err(completion_refused(e)),
+        Ok(listed) => Some(listed),
+        // The store no longer knows the multipart upload: an earlier completion went through
+        // but its answer, or our record of it, was lost. What is there gets verified below.
+        Err(e) if e.store_code() == Some("NoSuchUpload") => None,
+        Err(e) => return Err(e.into()),
+    };
+    let (completed, part_sha256s) = match listed {
+        Some(listed) => {
+            let to_complete = check_listing(&layout, &request.parts, &listed)?;
+            let completed = match state
+                .store()
+                .complete(&row.object_key, &row.store_upload_id, &to_complete)
+                .await
+            {
+                Ok(done) => done,
+                Err(e) => return Err(completion_refused(e)),
+            };
+            let sha256s = to_complete.into_iter().map(|p| p.sha256_b64).collect();
+            (completed, sha256s)
+        }
+        None => {
+            tracing::info!(upload = %row.id, "multipart upload already completed on the store; verifying");
+            let mut receipts: Vec<&PartReceipt> = request.parts.iter().collect();
+            receipts.sort_by_key(|r| r.number);
+            let sha256s: Vec<String> = receipts.into_iter().map(|r| r.sha256.clone()).collect();
+            let nothing_reported = Completed {
+                etag: None,
+                checksum_sha256: None,
+            };
+            (nothing_reported, sha256s)
+        }
     };
 
-    let digests: Vec<[u8; 32]> = to_complete
+    let digests: Vec<[u8; 32]> = part_sha256s
         .iter()
-        .filter_map(|p| checksum::decode_part_sha256(&p.sha256_b64))
+        .filter_map(|b64| checksum::decode_part_sha256(b64))
         .collect();
     let now = OffsetDateTime::now_utc();
     match verify(&state, &row, &file_sha256, &digests, &completed).await {
