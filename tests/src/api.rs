@@ -16,6 +16,7 @@ pub struct Api {
 impl Api {
     /// A client for `base` (the service URL) with bearer `token`.
     pub fn new(base: &str, token: &str) -> Self {
+        crate::install_tls_provider();
         Self {
             base: base.trim_end_matches('/').into(),
             token: token.into(),

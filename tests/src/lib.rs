@@ -57,6 +57,12 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// Makes ring the process's TLS crypto provider before any HTTP client is built (the workspace
+/// builds reqwest without a provider of its own).
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A TCP port free on loopback right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

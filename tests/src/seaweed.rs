@@ -81,6 +81,7 @@ impl SeaweedFs {
             .spawn()
             .expect("start weed (install with scripts/test-servers.sh install)");
         let endpoint = format!("http://127.0.0.1:{s3_port}");
+        crate::install_tls_provider();
         let probe = reqwest::blocking::Client::new();
         wait_for("SeaweedFS S3 to answer", Duration::from_secs(60), || {
             probe.get(&endpoint).send().ok().map(|_| ())

@@ -27,6 +27,7 @@ impl StoreBucket {
             "us-east-1",
         )
         .unwrap();
+        crate::install_tls_provider();
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(600))
             .build()

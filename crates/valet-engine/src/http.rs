@@ -15,9 +15,17 @@ pub(crate) const MAX_STORE_ERROR_BYTES: usize = 64 * 1024;
 
 const USER_AGENT: &str = concat!("valet-upload/", env!("CARGO_PKG_VERSION"));
 
+/// Makes ring the process's TLS crypto provider (one provider for the whole workspace: no
+/// second C crypto library to build). Idempotent; every HTTP client is built after it.
+pub fn install_tls_provider() {
+    // Err only means a provider is installed already, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The client for the valet service. Redirects are not followed (a redirect could carry the
 /// bearer token elsewhere); every request has a total timeout.
 pub(crate) fn service_client() -> reqwest::Client {
+    install_tls_provider();
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
@@ -31,6 +39,7 @@ pub(crate) fn service_client() -> reqwest::Client {
 /// timeout so that a stalled connection is noticed; redirects are not followed because the key
 /// only allows the URL the service signed.
 pub(crate) fn store_client() -> reqwest::Client {
+    install_tls_provider();
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())

@@ -28,7 +28,7 @@ pub mod urls;
 
 pub use error::{Error, Result};
 pub use events::{Event, Events};
-pub use http::{MAX_REPLY_BYTES, RetryPolicy};
+pub use http::{MAX_REPLY_BYTES, RetryPolicy, install_tls_provider};
 pub use journal::{EntryState, JOURNAL_FILE, Journal, JournalEntry, NewEntry};
 pub use session::{
     KEYRING_SERVICE, KeyLease, MemoryKeyring, OsKeyring, SecretStore, Session, StoreTarget,

@@ -27,6 +27,13 @@ pub mod sweeper;
 
 pub use error::Error;
 
+/// Makes ring the process's TLS crypto provider (one provider for the whole workspace: reqwest
+/// is built without one of its own). Idempotent; call before building any HTTP client.
+pub fn install_tls_provider() {
+    // Err only means a provider is installed already, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The log filter for `VALET_LOG`-style directives (`info`, `debug`, `trace`, ...).
 ///
 /// The embedded store's own crates stay at `warn` unless named explicitly: at debug level they

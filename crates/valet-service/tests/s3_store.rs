@@ -2,7 +2,7 @@
 //! verification mode: the store itself refuses bytes other than those signed into a key, and
 //! the composite checksum it reports is checked at completion.
 //!
-//! Runs when `VALET_TEST_S3_ENDPOINT` is set (e.g. `http://127.0.0.1:8333`, with
+//! Runs when `VALET_TEST_S3` is set (e.g. `http://127.0.0.1:8333`, with
 //! `VALET_TEST_S3_ACCESS_KEY` / `VALET_TEST_S3_SECRET_KEY`, default `test` / `testtest`);
 //! start SeaweedFS as in CONTRIBUTING or the storage recipe. Without it the test says so and
 //! returns.
@@ -21,7 +21,7 @@ use valet_service::{auth, checksum, server};
 use common::{Api, PART, b64_sha256, code, file_bytes, upload_parts};
 
 fn store_under_test() -> Option<(String, StoreCredentials)> {
-    let endpoint = std::env::var("VALET_TEST_S3_ENDPOINT").ok()?;
+    let endpoint = std::env::var("VALET_TEST_S3").ok()?;
     let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
     Some((
         endpoint,
@@ -36,7 +36,7 @@ fn store_under_test() -> Option<(String, StoreCredentials)> {
 #[tokio::test]
 async fn checksum_verified_upload_on_a_store_that_checks_part_digests() {
     let Some((endpoint, credentials)) = store_under_test() else {
-        eprintln!("VALET_TEST_S3_ENDPOINT not set: S3 store test not run");
+        eprintln!("VALET_TEST_S3 not set: S3 store test not run");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -87,6 +87,7 @@ async fn checksum_verified_upload_on_a_store_that_checks_part_digests() {
         .await;
     assert_eq!(status, StatusCode::OK);
     let url = keys["keys"][0]["url"].as_str().unwrap().to_owned();
+    valet_service::install_tls_provider();
     let http = reqwest::Client::new();
     let wrong_bytes = http
         .put(&url)

@@ -64,6 +64,7 @@ async fn tls_serves_https_and_sees_client_addresses() {
 
     // The test trusts the self-signed certificate by skipping verification; what is under
     // test is that the service speaks TLS.
+    valet_service::install_tls_provider();
     let http = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .build()

@@ -38,6 +38,7 @@ fn key_for(api: &Api, upload: &UploadCreated, number: u32, bytes: &[u8]) -> Part
 fn the_store_accepts_only_the_bytes_and_the_part_a_key_was_issued_for() {
     let w = world("tess", ServiceOptions::default());
     let api = Api::new(&w.service.url, &w.token);
+    valet_tests::install_tls_provider();
     let http = Client::new();
     let create = CreateUpload {
         file_name: "tamper.bin".into(),

@@ -102,6 +102,7 @@ impl S3Store {
             None => Credentials::new(&credentials.access_key_id, &credentials.secret_access_key),
         };
         let origin = bucket.base_url().origin().ascii_serialization();
+        crate::install_tls_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             // S3 keeps a slow CompleteMultipartUpload alive with whitespace, so a read gap this

@@ -18,6 +18,7 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str) -> Self {
+        valet_service::install_tls_provider();
         Self {
             http: reqwest::Client::new(),
             base: base.to_owned(),
@@ -129,6 +130,7 @@ pub async fn upload_parts(
     assert_eq!(status, StatusCode::OK, "keys: {keys}");
     let keys = keys["keys"].as_array().unwrap().clone();
     assert_eq!(keys.len(), chunks.len());
+    valet_service::install_tls_provider();
     let http = reqwest::Client::new();
     let mut receipts = Vec::new();
     for (key, chunk) in keys.iter().zip(&chunks) {
