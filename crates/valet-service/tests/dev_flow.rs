@@ -307,6 +307,51 @@ async fn upload_is_verified_and_private_to_its_owner() {
 }
 
 #[tokio::test]
+async fn uploads_left_open_complete_after_a_dev_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start(&dir, |_| {}).await;
+    let api = Api::new(dev.url());
+    let token = api.sign_in(&dev.user, &dev.password).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bytes = file_bytes(PART + 7);
+    let (id, object_key, receipts) = upload_parts(&api, &token, "restart.bin", &bytes).await;
+    let endpoint = dev.store.endpoint.clone();
+    dev.shutdown().await.expect("dev service stops");
+
+    // Same directory: same store origin and credentials, so the open upload can continue.
+    let dev = start(&dir, |_| {}).await;
+    assert_eq!(
+        dev.store.endpoint, endpoint,
+        "the embedded store came back at the same origin"
+    );
+    let api = Api::new(dev.url());
+    let token = api.sign_in(&dev.user, &dev.password).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sha = hex::encode(Sha256::digest(&bytes));
+    let (status, body) = api
+        .post(
+            &format!("/v1/uploads/{id}/complete"),
+            Some(&token),
+            json!({"sha256": sha, "parts": receipts}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "completed after the restart: {body}"
+    );
+    assert_eq!(body["state"], "verified");
+    assert_eq!(
+        read_object(&dev, &object_key).await,
+        (StatusCode::OK, bytes)
+    );
+}
+
+#[tokio::test]
 async fn refresh_tokens_rotate_and_reuse_revokes_the_sign_in() {
     let dir = tempfile::tempdir().unwrap();
     let dev = start(&dir, |_| {}).await;
