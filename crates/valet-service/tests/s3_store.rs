@@ -45,7 +45,7 @@ async fn checksum_verified_upload_on_a_store_that_checks_part_digests() {
         listen = "127.0.0.1:0"
         data_dir = "{}"
         [keys]
-        ttl = "2s"
+        ttl = "3s"
         [store]
         endpoint = "{endpoint}"
         bucket = "valet-svc-test"
@@ -109,8 +109,8 @@ async fn checksum_verified_upload_on_a_store_that_checks_part_digests() {
         StatusCode::FORBIDDEN,
         "header is signed"
     );
-    // Keys expire (ttl 2s).
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    // Keys expire (ttl 3s: enough for the parts above on a loaded machine).
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     let expired = http
         .put(&url)
         .header("x-amz-checksum-sha256", b64_sha256(&bytes[PART as usize..]))
@@ -218,4 +218,105 @@ async fn checksum_verified_upload_on_a_store_that_checks_part_digests() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["state"], "verified");
     running.shutdown().await.unwrap();
+}
+
+/// When the store no longer knows the multipart upload (a lifecycle rule or an operator
+/// aborted it), the service verifies what it finds at the key. That may be an earlier upload of
+/// the same name: a failed verification must never delete an object this request did not
+/// complete.
+#[tokio::test]
+async fn a_failed_verification_never_deletes_an_earlier_object_it_did_not_complete() {
+    let Some((endpoint, credentials)) = store_under_test() else {
+        eprintln!("VALET_TEST_S3 not set: S3 store test not run");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::from_toml(&format!(
+        r#"
+        listen = "127.0.0.1:0"
+        data_dir = "{}"
+        [store]
+        endpoint = "{endpoint}"
+        bucket = "valet-svc-earlier"
+        path_style = true
+        create_bucket = true
+        verify = "checksum"
+        "#,
+        dir.path().display()
+    ))
+    .unwrap();
+    let running = server::start(config, &credentials)
+        .await
+        .expect("service starts");
+    auth::add_user(
+        running.state.db(),
+        "eve",
+        "eve-password",
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    let api = Api::new(&running.url);
+    let token = api.sign_in("eve", "eve-password").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let complete = |id: String, bytes: Vec<u8>, receipts: Vec<serde_json::Value>| {
+        let (api, token) = (&api, &token);
+        async move {
+            let sha = hex::encode(Sha256::digest(&bytes));
+            let body = json!({"sha256": sha, "parts": receipts});
+            api.post(&format!("/v1/uploads/{id}/complete"), Some(token), body)
+                .await
+        }
+    };
+
+    let first = file_bytes(PART + 1);
+    let (id, key, receipts) = upload_parts(&api, &token, "same.bin", &first).await;
+    let (status, body) = complete(id, first.clone(), receipts).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the first upload is verified: {body}"
+    );
+
+    let mut second = file_bytes(PART + 1);
+    second[0] ^= 0xff;
+    let (id, same_key, receipts) = upload_parts(&api, &token, "same.bin", &second).await;
+    assert_eq!(same_key, key);
+    let row = valet_service::db::uploads::get_for_user(running.state.db(), &id, "eve")
+        .await
+        .unwrap()
+        .unwrap();
+    running
+        .state
+        .store()
+        .abort(&row.object_key, &row.store_upload_id)
+        .await
+        .unwrap();
+    let (status, body) = complete(id, second, receipts).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "verification_failed"),
+        "{body}"
+    );
+
+    let bucket = rusty_s3::Bucket::new(
+        endpoint.parse().unwrap(),
+        rusty_s3::UrlStyle::Path,
+        "valet-svc-earlier",
+        "us-east-1",
+    )
+    .unwrap();
+    let creds =
+        rusty_s3::Credentials::new(&credentials.access_key_id, &credentials.secret_access_key);
+    let url = rusty_s3::S3Action::sign(
+        &bucket.get_object(Some(&creds), &key),
+        Duration::from_secs(60),
+    );
+    let stored = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+    assert!(
+        stored == first,
+        "the earlier verified object is still there, untouched"
+    );
 }

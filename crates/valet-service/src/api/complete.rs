@@ -3,7 +3,9 @@
 //! The order matters: nothing is completed until the client's receipts match the digests the
 //! service signed and the store's own listing; nothing is reported verified until the store's
 //! view of the finished object (size, and composite checksum or a read-back hash) matches. A
-//! verification failure deletes the object: a corrupt object is never reported complete.
+//! verification failure deletes the object this request completed: a corrupt object is never
+//! reported complete. A store that cannot be reached while verifying changes nothing: the
+//! upload stays open and the client's retry verifies again.
 
 use std::collections::BTreeMap;
 
@@ -87,6 +89,9 @@ pub async fn complete(
         Err(e) if e.store_code() == Some("NoSuchUpload") => None,
         Err(e) => return Err(e.into()),
     };
+    // Whether the object at the key is the one this request just assembled (then a failed
+    // verification deletes it), or one found there (maybe an earlier upload of the same name).
+    let completed_now = listed.is_some();
     let (completed, part_sha256s) = match listed {
         Some(listed) => {
             let to_complete = check_listing(&layout, &request.parts, &listed)?;
@@ -161,10 +166,19 @@ pub async fn complete(
                 state: UploadState::Verified,
             }))
         }
-        Err(reason) => {
-            tracing::warn!(upload = %row.id, %reason, "verification failed; deleting the object");
-            if let Err(e) = state.store().delete(&row.object_key).await {
-                tracing::error!(upload = %row.id, error = %e, "could not delete the unverified object");
+        Err(Doubt::StoreUnreachable(e)) => {
+            tracing::warn!(upload = %row.id, error = %e, "could not verify yet; the upload stays open");
+            Err(e.into())
+        }
+        Err(Doubt::Mismatch(reason)) => {
+            if completed_now {
+                tracing::warn!(upload = %row.id, %reason, "verification failed; deleting the object");
+                if let Err(e) = state.store().delete(&row.object_key).await {
+                    tracing::error!(upload = %row.id, error = %e, "could not delete the unverified object");
+                }
+            } else {
+                tracing::warn!(upload = %row.id, %reason,
+                    "verification failed; the object at the key is left alone (it may be an earlier upload)");
             }
             uploads::transition(
                 state.db(),
@@ -349,25 +363,44 @@ struct VerifiedFacts {
     store_checksum: Option<String>,
 }
 
-/// Checks the finished object. Any doubt, a store error included, is a failure: the object is
-/// then deleted rather than reported complete.
+/// Why an object is not (yet) verified.
+enum Doubt {
+    /// The object is not what the upload says: never reported complete.
+    Mismatch(String),
+    /// The store could not be asked; nothing is decided.
+    StoreUnreachable(crate::Error),
+}
+
+impl From<String> for Doubt {
+    fn from(reason: String) -> Self {
+        Self::Mismatch(reason)
+    }
+}
+
+/// Checks the finished object against the store's own view of it.
 async fn verify(
     state: &AppState,
     row: &UploadRow,
     file_sha256: &str,
     part_digests: &[[u8; 32]],
     completed: &Completed,
-) -> Result<VerifiedFacts, String> {
+) -> Result<VerifiedFacts, Doubt> {
     let store = state.store();
-    let head = store
-        .head(&row.object_key)
-        .await
-        .map_err(|e| format!("could not inspect the object: {e}"))?;
+    let head = match store.head(&row.object_key).await {
+        Ok(head) => head,
+        Err(crate::Error::StoreRejected { status: 404, .. }) => {
+            return Err(Doubt::Mismatch(
+                "the store holds no object at the key".to_owned(),
+            ));
+        }
+        Err(e) => return Err(Doubt::StoreUnreachable(e)),
+    };
     if head.size != row.size {
         return Err(format!(
             "the store holds {} bytes, the upload declared {}",
             head.size, row.size
-        ));
+        )
+        .into());
     }
     let store_checksum = completed
         .checksum_sha256
@@ -376,7 +409,7 @@ async fn verify(
     match state.config().store.verify {
         VerifyMode::Checksum => {
             if part_digests.len() != usize::try_from(row.part_count).unwrap_or(0) {
-                return Err("part digests are incomplete".to_owned());
+                return Err("part digests are incomplete".to_owned().into());
             }
             let expected = checksum::composite_sha256(part_digests);
             let expected_digest = expected.rsplit_once('-').map_or("", |(d, _)| d);
@@ -385,22 +418,25 @@ async fn verify(
                 Some(_) => {
                     return Err(
                         "the store's composite SHA-256 differs from the signed part digests"
-                            .to_owned(),
+                            .to_owned()
+                            .into(),
                     );
                 }
-                None => return Err("the store reported no SHA-256 checksum".to_owned()),
+                None => return Err("the store reported no SHA-256 checksum".to_owned().into()),
             }
         }
         VerifyMode::ReadBack => {
             let (digest, len) = store
                 .read_back_sha256(&row.object_key)
                 .await
-                .map_err(|e| format!("could not read the object back: {e}"))?;
+                .map_err(Doubt::StoreUnreachable)?;
             if len != row.size {
-                return Err(format!("read back {len} bytes, expected {}", row.size));
+                return Err(format!("read back {len} bytes, expected {}", row.size).into());
             }
             if checksum::to_hex(&digest) != file_sha256 {
-                return Err("the object's SHA-256 differs from the file's".to_owned());
+                return Err("the object's SHA-256 differs from the file's"
+                    .to_owned()
+                    .into());
             }
         }
     }
