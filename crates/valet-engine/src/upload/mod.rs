@@ -468,7 +468,7 @@ impl Engine {
         let create = CreateUpload {
             file_name,
             size: entry.stamp.size,
-            content_type: options.content_type.clone(),
+            content_type: Some(content_type_of(&entry.path, options)),
             prefix: entry.prefix.clone(),
             part_size: entry.part_size,
         };
@@ -545,4 +545,39 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|e| Err(Error::Invalid(format!("journal call stopped: {e}"))))
+}
+
+/// The content type to declare: the caller's, else guessed from the file's extension (so that
+/// deployments allowing only some types accept the right files, and objects are served with
+/// the right type), else `application/octet-stream`.
+fn content_type_of(path: &std::path::Path, options: &PutOptions) -> String {
+    options.content_type.clone().unwrap_or_else(|| {
+        mime_guess::from_path(path)
+            .first_or_octet_stream()
+            .essence_str()
+            .to_owned()
+    })
+}
+
+#[cfg(test)]
+mod content_type_tests {
+    use super::*;
+
+    #[test]
+    fn content_type_is_guessed_from_the_extension_unless_given() {
+        let guess =
+            |name: &str| content_type_of(std::path::Path::new(name), &PutOptions::default());
+        assert_eq!(guess("holiday.JPG"), "image/jpeg");
+        assert_eq!(guess("report.pdf"), "application/pdf");
+        assert_eq!(guess("disk.img.unknownext"), "application/octet-stream");
+        assert_eq!(guess("no-extension"), "application/octet-stream");
+        let given = PutOptions {
+            content_type: Some("text/csv".into()),
+            ..PutOptions::default()
+        };
+        assert_eq!(
+            content_type_of(std::path::Path::new("a.pdf"), &given),
+            "text/csv"
+        );
+    }
 }
