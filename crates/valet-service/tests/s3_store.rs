@@ -33,12 +33,20 @@ fn store_under_test() -> Option<(String, StoreCredentials)> {
     ))
 }
 
-#[tokio::test]
-async fn checksum_verified_upload_on_a_store_that_checks_part_digests() {
-    let Some((endpoint, credentials)) = store_under_test() else {
-        eprintln!("VALET_TEST_S3 not set: S3 store test not run");
-        return;
-    };
+/// A service on `bucket` of the store under test, with one signed-in user.
+struct Started {
+    running: server::Running,
+    api: Api,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_on(
+    endpoint: &str,
+    credentials: &StoreCredentials,
+    bucket: &str,
+    user: &str,
+) -> Started {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::from_toml(&format!(
         r#"
@@ -48,7 +56,7 @@ async fn checksum_verified_upload_on_a_store_that_checks_part_digests() {
         ttl = "3s"
         [store]
         endpoint = "{endpoint}"
-        bucket = "valet-svc-test"
+        bucket = "{bucket}"
         path_style = true
         create_bucket = true
         verify = "checksum"
@@ -57,22 +65,43 @@ async fn checksum_verified_upload_on_a_store_that_checks_part_digests() {
         dir.path().display()
     ))
     .unwrap();
-    let running = server::start(config, &credentials)
+    let running = server::start(config, credentials)
         .await
         .expect("service starts");
+    let password = format!("{user}-password");
     auth::add_user(
         running.state.db(),
-        "alice",
-        "alice-password",
+        user,
+        &password,
         OffsetDateTime::now_utc(),
     )
     .await
     .unwrap();
     let api = Api::new(&running.url);
-    let token = api.sign_in("alice", "alice-password").await["access_token"]
+    let token = api.sign_in(user, &password).await["access_token"]
         .as_str()
         .unwrap()
         .to_owned();
+    Started {
+        running,
+        api,
+        token,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn checksum_verified_upload_on_a_store_that_checks_part_digests() {
+    let Some((endpoint, credentials)) = store_under_test() else {
+        eprintln!("VALET_TEST_S3 not set: S3 store test not run");
+        return;
+    };
+    let Started {
+        running,
+        api,
+        token,
+        _dir,
+    } = start_on(&endpoint, &credentials, "valet-svc-test", "alice").await;
 
     let bytes = file_bytes(PART + 1);
     let (id, object_key, receipts) = upload_parts(&api, &token, "both.bin", &bytes).await;
@@ -230,37 +259,12 @@ async fn a_failed_verification_never_deletes_an_earlier_object_it_did_not_comple
         eprintln!("VALET_TEST_S3 not set: S3 store test not run");
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config::from_toml(&format!(
-        r#"
-        listen = "127.0.0.1:0"
-        data_dir = "{}"
-        [store]
-        endpoint = "{endpoint}"
-        bucket = "valet-svc-earlier"
-        path_style = true
-        create_bucket = true
-        verify = "checksum"
-        "#,
-        dir.path().display()
-    ))
-    .unwrap();
-    let running = server::start(config, &credentials)
-        .await
-        .expect("service starts");
-    auth::add_user(
-        running.state.db(),
-        "eve",
-        "eve-password",
-        OffsetDateTime::now_utc(),
-    )
-    .await
-    .unwrap();
-    let api = Api::new(&running.url);
-    let token = api.sign_in("eve", "eve-password").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let Started {
+        running,
+        api,
+        token,
+        _dir,
+    } = start_on(&endpoint, &credentials, "valet-svc-earlier", "eve").await;
     let complete = |id: String, bytes: Vec<u8>, receipts: Vec<serde_json::Value>| {
         let (api, token) = (&api, &token);
         async move {
