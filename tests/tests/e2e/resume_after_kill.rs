@@ -87,6 +87,11 @@ fn killed_uploads_resume_without_resending_finished_parts() {
     let sent = line["bytes_sent"].as_u64().unwrap();
     let missing = MIB_210 - held_later;
     let sent_again = sent.saturating_sub(missing);
+    eprintln!(
+        "measured: store held {held} then {held_later} of {MIB_210} bytes at the kills; \
+         resume sent {sent}, of which {sent_again} again (bound {})",
+        PARALLEL * PART_SIZE
+    );
     assert!(
         sent_again <= PARALLEL * PART_SIZE,
         "resume re-sent {sent_again} bytes the store already held; at most the parts in flight \
