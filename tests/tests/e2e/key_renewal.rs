@@ -38,6 +38,10 @@ fn uploads_outlive_two_second_keys() {
         .iter()
         .filter(|event| event["detail"]["renewal"] == true)
         .count();
+    eprintln!(
+        "measured: {} keys issued for 7 parts, {renewals} of them renewals",
+        keys.len()
+    );
     assert!(
         keys.len() > 7,
         "7 parts need at least 7 keys; the audit log shows {}",
