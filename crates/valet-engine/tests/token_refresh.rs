@@ -109,3 +109,41 @@ async fn a_revoked_sign_in_says_to_sign_in_again() {
     assert!(e.to_string().contains("valet login"), "{e}");
     assert!(e.is_sign_in());
 }
+
+#[tokio::test]
+async fn a_failed_refresh_is_sent_once_never_retried() {
+    // A retried refresh would present a refresh token the service may already have rotated:
+    // reuse, which revokes the whole sign-in. So a refresh that fails is not sent again.
+    let server = serve(vec![(
+        "/v1/auth/token",
+        Reply::Body(502, r#"{"code":"internal","message":"bad gateway"}"#.into()),
+    )])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = Arc::new(MemoryKeyring::new());
+    valet_engine::SignIn {
+        server: format!("{}/", server.url),
+        user: "u".into(),
+    }
+    .save(dir.path())
+    .unwrap();
+    keyring
+        .set(&format!("u@{}", server.url), &SecretString::from("once"))
+        .unwrap();
+    let mut session = Session::saved(dir.path(), keyring).unwrap();
+    session.set_retry_policy(valet_engine::RetryPolicy {
+        min_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(20),
+        max_attempts: 5,
+        deadline: Duration::from_secs(5),
+    });
+    let e = session.me().await.unwrap_err();
+    assert!(e.is_resumable(), "a lost refresh can be tried later: {e}");
+    let hits = server.hits.lock().unwrap().clone();
+    let refreshes = hits.iter().filter(|l| l.contains("/v1/auth/token")).count();
+    assert_eq!(refreshes, 1, "one refresh request, not retried: {hits:?}");
+    assert!(
+        !hits.iter().any(|l| l.contains("/v1/me")),
+        "nothing is sent without a token: {hits:?}"
+    );
+}

@@ -10,7 +10,8 @@
 //!   as the bearer token: for scripts, CI, and machines without a keyring.
 //!
 //! Every request goes through one retry loop (see [`RetryPolicy`]); a `401 token_expired` answer
-//! triggers one refresh and one more attempt.
+//! triggers one refresh and one more attempt. The refresh itself is sent exactly once, never
+//! retried: refresh tokens are single-use, and presenting one twice revokes the sign-in.
 
 mod api;
 mod secrets;
@@ -231,11 +232,15 @@ impl Session {
             refresh_token: refresh_token.expose_secret().to_owned(),
         };
         let sent = Instant::now();
-        let reply = Box::pin(self.request::<_, TokenResponse>(
+        // Sent once, never retried: the service rotates the refresh token on every use and
+        // treats a second presentation of it as theft, revoking the whole sign-in. A refresh
+        // that fails in transit is an error now; the next call refreshes again.
+        let reply = Box::pin(self.call::<_, TokenResponse>(
             Method::POST,
             "v1/auth/token",
             Some(&request),
             false,
+            Call::ONCE,
         ))
         .await;
         let tokens = match reply {
@@ -271,17 +276,45 @@ impl Session {
         body: Option<&B>,
         authenticated: bool,
     ) -> Result<T> {
-        let (from, bytes) = self.request_raw(method, path, body, authenticated).await?;
+        self.call(method, path, body, authenticated, Call::RETRIED)
+            .await
+    }
+
+    /// Sends a JSON request as `how` says and parses a JSON answer.
+    pub(crate) async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        authenticated: bool,
+        how: Call,
+    ) -> Result<T> {
+        let (from, bytes) = self
+            .call_raw(method, path, body, authenticated, how)
+            .await?;
         serde_json::from_slice(&bytes).map_err(|e| json_error(&from, &e))
     }
 
-    /// Sends a JSON request; the answer's body when it succeeded (2xx).
+    /// Sends a JSON request, with retries; the answer's body when it succeeded (2xx).
     pub(crate) async fn request_raw<B: Serialize>(
         &self,
         method: Method,
         path: &str,
         body: Option<&B>,
         authenticated: bool,
+    ) -> Result<(String, Bytes)> {
+        self.call_raw(method, path, body, authenticated, Call::RETRIED)
+            .await
+    }
+
+    /// Sends a JSON request as `how` says; the answer's body when it succeeded (2xx).
+    async fn call_raw<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        authenticated: bool,
+        how: Call,
     ) -> Result<(String, Bytes)> {
         let url = self
             .server
@@ -294,7 +327,14 @@ impl Session {
             })?)),
             None => None,
         };
-        let mut retry = Retry::new(self.retry);
+        let mut retry = Retry::new(if how.retried {
+            self.retry
+        } else {
+            RetryPolicy {
+                max_attempts: 1,
+                ..self.retry
+            }
+        });
         let mut refreshed = false;
         loop {
             let mut req = self.http.request(method.clone(), url.clone());
@@ -382,6 +422,21 @@ impl Session {
             }
         }
     }
+}
+
+/// How one service call is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Call {
+    /// Whether failures worth retrying are retried (see [`RetryPolicy`]); when not, the request
+    /// is sent exactly once.
+    retried: bool,
+}
+
+impl Call {
+    /// The usual: retried.
+    pub(crate) const RETRIED: Self = Self { retried: true };
+    /// Exactly one attempt: for requests that must never reach the service twice.
+    pub(crate) const ONCE: Self = Self { retried: false };
 }
 
 impl SignedIn {
