@@ -164,6 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for path in &paths {
                 check_path(path)?;
             }
+            check_distinct_names(&paths, to.as_deref())?;
             let mut options = transfer.options();
             options.prefix = to;
             if let Some(part_size) = part_size {
@@ -236,6 +237,35 @@ fn check_path(path: &Path) -> anyhow::Result<()> {
         path.display()
     );
     anyhow::ensure!(meta.is_file(), "{} is not a regular file", path.display());
+    Ok(())
+}
+
+/// Two files with the same name in one `put` would land on the same object key (the key is
+/// the `--to` folder and the file name, as the engine sends it: from the resolved path, so a
+/// symlink counts under its target's name), the second silently replacing the first: refused
+/// before anything is sent, naming both paths.
+fn check_distinct_names(paths: &[PathBuf], to: Option<&str>) -> anyhow::Result<()> {
+    let mut seen: std::collections::HashMap<std::ffi::OsString, &Path> =
+        std::collections::HashMap::new();
+    for path in paths {
+        let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+        let Some(name) = resolved.file_name().or_else(|| path.file_name()) else {
+            continue;
+        };
+        if let Some(first) = seen.insert(name.to_owned(), path) {
+            let folder = match to {
+                Some(to) => format!(" in --to {to}"),
+                None => String::new(),
+            };
+            anyhow::bail!(
+                "{} and {} would both be stored as {}{folder}, the second replacing the first; \
+                 upload them in separate commands with different --to folders",
+                first.display(),
+                path.display(),
+                name.to_string_lossy()
+            );
+        }
+    }
     Ok(())
 }
 
@@ -385,4 +415,49 @@ fn status(data_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
         println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_files_with_one_name_are_refused_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["a", "b"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+            std::fs::write(dir.path().join(sub).join("report.pdf"), sub).unwrap();
+        }
+        std::fs::write(dir.path().join("a").join("other.pdf"), "o").unwrap();
+        let first = dir.path().join("a").join("report.pdf");
+        let second = dir.path().join("b").join("report.pdf");
+        let other = dir.path().join("a").join("other.pdf");
+
+        let e = check_distinct_names(&[first.clone(), other.clone(), second.clone()], Some("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&first.display().to_string()), "{e}");
+        assert!(e.contains(&second.display().to_string()), "{e}");
+        assert!(e.contains("report.pdf in --to x"), "{e}");
+        assert!(
+            check_distinct_names(&[first.clone(), first.clone()], None).is_err(),
+            "the same file twice"
+        );
+        check_distinct_names(&[first, other], None).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_counts_under_its_targets_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("data.bin");
+        std::fs::write(&target, "d").unwrap();
+        std::fs::create_dir(dir.path().join("links")).unwrap();
+        let link = dir.path().join("links").join("alias.bin");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        std::fs::write(dir.path().join("links").join("data.bin"), "other").unwrap();
+        let e = check_distinct_names(&[link, dir.path().join("links").join("data.bin")], None)
+            .unwrap_err();
+        assert!(e.to_string().contains("alias.bin"), "{e}");
+    }
 }
