@@ -90,7 +90,8 @@ struct Transfer {
     /// One JSON object a line per file on stdout; no progress bars
     #[arg(long)]
     json: bool,
-    /// Parts sent at once (memory in use is about (N + 2) x part size)
+    /// Parts sent at once, as memory allows: part buffers stay within 256 MiB (or two parts,
+    /// for parts over 128 MiB), so fewer are sent at once with large parts
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     parallel: u16,
     /// Bandwidth limit for all parts together, bytes per second (e.g. 4194304, 4MiB; 0: none)

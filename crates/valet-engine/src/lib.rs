@@ -36,7 +36,7 @@ pub use session::{
 };
 pub use settings::{SIGN_IN_FILE, SignIn, default_data_dir, ensure_data_dir};
 pub use source::{FileStamp, check_unchanged};
-pub use upload::{Engine, MAX_PARALLEL, PutOptions, RateLimit, UploadReport};
+pub use upload::{Engine, MAX_PARALLEL, MEMORY_BUDGET, PutOptions, RateLimit, UploadReport};
 
 /// Re-exported so that shells can hold secrets without another dependency.
 pub use secrecy::{ExposeSecret, SecretString};

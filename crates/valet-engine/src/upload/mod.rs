@@ -26,6 +26,7 @@ use valet_protocol::{
     UploadState,
 };
 
+pub use pipeline::MEMORY_BUDGET;
 pub use ratelimit::RateLimit;
 
 use crate::error::{Error, Result};
@@ -42,8 +43,10 @@ pub struct PutOptions {
     pub prefix: Option<String>,
     /// MIME type to announce; the service decides when `None`.
     pub content_type: Option<String>,
-    /// Parts sent at once (`--parallel`), 1 to 64. Memory in use is about
-    /// `(parallel + 2) × part size`.
+    /// Parts sent at once (`--parallel`), 1 to 64, as far as [`MEMORY_BUDGET`] allows: part
+    /// buffers are `clamp(MEMORY_BUDGET / part size, 2, parallel + 2)` and at most one fewer
+    /// parts are sent at once, so part data takes at most 256 MiB, or two parts when a part is
+    /// larger than 128 MiB.
     pub parallel: usize,
     /// Preferred part size (`--part-size`); grown when the file would need too many parts
     /// ([`valet_protocol::choose_part_size`]). Only used for new uploads.

@@ -5,10 +5,12 @@
 //!                                                                    ─▶ N senders (PUT to store)
 //! ```
 //!
-//! Memory is bounded whatever the file size: the reader takes one of `parallel + READ_AHEAD`
-//! buffer permits before it reads a part, and the permit goes back only when the part is stored
-//! and journaled (or skipped), so at most `(parallel + READ_AHEAD) × part_size` bytes of parts
-//! exist at once. The first stage to fail stops the run; the others are dropped.
+//! Memory is bounded in bytes whatever the file and part size (see [`plan`]): the reader takes
+//! one of `buffers` permits before it reads a part, and the permit goes back only when the part
+//! is stored and journaled (or skipped), so at most `buffers × part_size` bytes of parts exist
+//! at once. `buffers` is [`MEMORY_BUDGET`] / `part_size`, at most `parallel + READ_AHEAD` and at
+//! least 2; at most `buffers − 1` parts are sent at once, so one buffer is always free to read
+//! ahead. The first stage to fail stops the run; the others are dropped.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,6 +39,25 @@ use crate::urls;
 
 /// Parts read ahead of the senders (buffers beyond one per sender).
 pub(crate) const READ_AHEAD: usize = 2;
+
+/// Bytes of part buffers one upload aims to stay within: 256 MiB. With the default 8 MiB parts
+/// that is 32 buffers, more than `--parallel 4` needs; with parts so large that fewer than two
+/// fit, two buffers are used anyway (one being read, one being sent), so memory is then
+/// `2 × part_size`.
+pub const MEMORY_BUDGET: u64 = 256 * 1024 * 1024;
+
+/// How many part buffers a run holds and how many parts it sends at once, for `parallel` asked
+/// and parts of `part_size` bytes: `buffers = clamp(MEMORY_BUDGET / part_size, 2,
+/// parallel + READ_AHEAD)` and `senders = clamp(buffers − 1, 1, parallel)`. Peak memory for part
+/// data is `buffers × part_size`: at most [`MEMORY_BUDGET`], or `2 × part_size` for parts larger
+/// than half of it.
+pub(crate) fn plan(parallel: usize, part_size: u64) -> (usize, usize) {
+    let most = parallel.max(1) + READ_AHEAD;
+    let fit = MEMORY_BUDGET / part_size.max(1);
+    let buffers = usize::try_from(fit).unwrap_or(usize::MAX).clamp(2, most);
+    let senders = (buffers - 1).clamp(1, parallel.max(1));
+    (buffers, senders)
+}
 
 /// Most key renewals for one part in one run: a store that calls every fresh key expired has
 /// a clock problem that renewing cannot fix.
@@ -83,9 +104,9 @@ impl Drop for CloseOnDrop {
 
 /// Sends every part not in `run.done`; the whole-file SHA-256 once every part is stored.
 pub(crate) async fn run(run: Arc<Run>) -> Result<[u8; 32]> {
-    let buffers = Arc::new(Semaphore::new(run.parallel + READ_AHEAD));
+    let (capacity, senders) = plan(run.parallel, run.layout.part_size);
+    let buffers = Arc::new(Semaphore::new(capacity));
     let _close = CloseOnDrop(buffers.clone());
-    let capacity = run.parallel + READ_AHEAD;
     let (read_tx, read_rx) = mpsc::channel(capacity);
     let (hashed_tx, hashed_rx) = mpsc::channel(capacity);
     let (keyed_tx, keyed_rx) = mpsc::channel(capacity);
@@ -118,7 +139,7 @@ pub(crate) async fn run(run: Arc<Run>) -> Result<[u8; 32]> {
     };
     let keyed_rx = Arc::new(Mutex::new(keyed_rx));
     let senders = futures_util::future::try_join_all(
-        (0..run.parallel).map(|_| sender(run.clone(), keyed_rx.clone())),
+        (0..senders).map(|_| sender(run.clone(), keyed_rx.clone())),
     );
     let (whole, (), (), _) = tokio::try_join!(
         reader,
@@ -204,7 +225,7 @@ fn digest(part: &HashedPart) -> PartDigest {
     }
 }
 
-/// One of the `parallel` senders: takes the next keyed part and sends it until it is stored.
+/// One of the senders (see [`plan`]): takes the next keyed part and sends it until it is stored.
 async fn sender(
     run: Arc<Run>,
     keyed: Arc<Mutex<mpsc::Receiver<(HashedPart, KeyLease)>>>,
@@ -394,4 +415,40 @@ async fn journal_receipt(run: &Run, part: &HashedPart, etag: String) -> Result<(
         size: part.bytes.len() as u64,
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+    const GIB: u64 = 1024 * MIB;
+
+    #[test]
+    fn buffers_are_bounded_in_bytes_not_parts() {
+        // Small parts: one buffer per sender plus the read-ahead, as before.
+        assert_eq!(plan(4, 8 * MIB), (6, 4));
+        assert_eq!(plan(1, 8 * MIB), (3, 1));
+        // Many senders of default parts: the budget caps them (32 × 8 MiB = 256 MiB).
+        assert_eq!(plan(64, 8 * MIB), (32, 31));
+        // 525 MiB parts (a 5 TiB file): two buffers, one sender.
+        assert_eq!(plan(4, 525 * MIB), (2, 1));
+        // `--parallel 64 --part-size 5GiB`: 10 GiB, not 330 GiB.
+        assert_eq!(plan(64, 5 * GIB), (2, 1));
+        // 100 MiB parts: two fit in the budget.
+        assert_eq!(plan(8, 100 * MIB), (2, 1));
+        assert_eq!(plan(8, 64 * MIB), (4, 3));
+        for parallel in 1..=64 {
+            for part_size in [5 * MIB, 8 * MIB, 16 * MIB, 100 * MIB, 525 * MIB, 5 * GIB] {
+                let (buffers, senders) = plan(parallel, part_size);
+                assert!(buffers >= 2 && buffers <= parallel + READ_AHEAD);
+                assert!(senders >= 1 && senders < buffers && senders <= parallel);
+                let bytes = buffers as u64 * part_size;
+                assert!(
+                    bytes <= MEMORY_BUDGET || buffers == 2,
+                    "{parallel} × {part_size}: {bytes} bytes"
+                );
+            }
+        }
+    }
 }
