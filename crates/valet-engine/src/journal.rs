@@ -382,12 +382,27 @@ impl Journal {
             .ok_or_else(|| self.err(rusqlite::Error::QueryReturnedNoRows))
     }
 
-    /// The unfinished upload of `path` started when the file was as `stamp` says, if any.
-    pub fn find_unfinished(&self, path: &Path, stamp: &FileStamp) -> Result<Option<JournalEntry>> {
+    /// The unfinished upload of `path` to the `--to` folder `prefix`, started when the file was
+    /// as `stamp` says (size, modification time, and inode where both stamps have one), if any.
+    /// An upload of the same file to another folder is not a match: resuming it would put the
+    /// object where this upload was not asked to.
+    pub fn find_unfinished(
+        &self,
+        path: &Path,
+        stamp: &FileStamp,
+        prefix: Option<&str>,
+    ) -> Result<Option<JournalEntry>> {
         let found = self.select(
             "WHERE u.state = 'uploading' AND u.path = ?1 AND u.size = ?2 AND u.mtime_ns = ?3
+                   AND u.prefix IS ?4 AND (u.inode IS ?5 OR u.inode IS NULL OR ?5 IS NULL)
              ORDER BY u.id DESC LIMIT 1",
-            params![path_text(path), stamp.size as i64, stamp.mtime_ns],
+            params![
+                path_text(path),
+                stamp.size as i64,
+                stamp.mtime_ns,
+                prefix,
+                stamp.inode.map(|i| i as i64)
+            ],
         )?;
         Ok(found.into_iter().next())
     }

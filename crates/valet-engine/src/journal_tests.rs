@@ -85,7 +85,7 @@ fn resume_bookkeeping() {
 
     assert_eq!(
         journal
-            .find_unfinished(path, &stamp(100))
+            .find_unfinished(path, &stamp(100), Some("docs"))
             .unwrap()
             .map(|e| e.id),
         Some(id),
@@ -93,7 +93,7 @@ fn resume_bookkeeping() {
     );
     assert!(
         journal
-            .find_unfinished(path, &stamp(101))
+            .find_unfinished(path, &stamp(101), Some("docs"))
             .unwrap()
             .is_none(),
         "other size"
@@ -103,8 +103,48 @@ fn resume_bookkeeping() {
         ..stamp(100)
     };
     assert!(
-        journal.find_unfinished(path, &touched).unwrap().is_none(),
+        journal
+            .find_unfinished(path, &touched, Some("docs"))
+            .unwrap()
+            .is_none(),
         "other mtime"
+    );
+    assert!(
+        journal
+            .find_unfinished(path, &stamp(100), Some("archive"))
+            .unwrap()
+            .is_none(),
+        "another --to folder: not this upload"
+    );
+    assert!(
+        journal
+            .find_unfinished(path, &stamp(100), None)
+            .unwrap()
+            .is_none(),
+        "no --to: not this upload"
+    );
+    let replaced = FileStamp {
+        inode: Some(43),
+        ..stamp(100)
+    };
+    assert!(
+        journal
+            .find_unfinished(path, &replaced, Some("docs"))
+            .unwrap()
+            .is_none(),
+        "another inode: another file"
+    );
+    let no_inode = FileStamp {
+        inode: None,
+        ..stamp(100)
+    };
+    assert_eq!(
+        journal
+            .find_unfinished(path, &no_inode, Some("docs"))
+            .unwrap()
+            .map(|e| e.id),
+        Some(id),
+        "no inode to compare (not Unix): size and mtime decide"
     );
     assert_eq!(journal.unfinished().unwrap().len(), 2);
 
@@ -147,7 +187,7 @@ fn resume_bookkeeping() {
     assert_eq!(failed.error_code.as_deref(), Some("source_changed"));
     assert!(
         journal
-            .find_unfinished(path, &stamp(100))
+            .find_unfinished(path, &stamp(100), Some("docs"))
             .unwrap()
             .is_none(),
         "failed is final"

@@ -1,7 +1,8 @@
 //! Uploads: one file, start to verified, resumable.
 //!
 //! 1. The file is stat-ed and journaled (path, size, mtime, inode, part size) — or, when an
-//!    unfinished journal entry matches (path, size, mtime), that upload is resumed instead.
+//!    unfinished journal entry matches (path, size, mtime, inode, `--to` folder), that upload is
+//!    resumed instead; other unfinished uploads of the path are marked failed.
 //! 2. The service creates the upload (or, on resume, says which parts the store holds).
 //! 3. The [`pipeline`] reads the whole file once (whole-file SHA-256), checks parts stored
 //!    earlier, and sends the others in parallel, journaling each receipt.
@@ -142,9 +143,11 @@ impl Engine {
     }
 
     /// Uploads the file at `path` until the service verifies it, resuming an unfinished upload
-    /// of the same file (same path, size and modification time) instead of starting over.
+    /// of the same file (same path, size, modification time and inode) to the same `--to`
+    /// folder instead of starting over.
     ///
-    /// Unfinished uploads of the same path whose file has changed since are marked failed.
+    /// Other unfinished uploads of the same path (the file has changed since, or they go to
+    /// another folder) are marked failed and aborted, and a new upload starts.
     pub async fn put(
         &self,
         path: &Path,
@@ -159,12 +162,14 @@ impl Engine {
         let stamp = FileStamp::read(&path)?;
         let found = {
             let (journal, path) = (self.journal.clone(), path.clone());
-            blocking(move || journal.find_unfinished(&path, &stamp)).await?
+            let prefix = options.prefix.clone();
+            blocking(move || journal.find_unfinished(&path, &stamp, prefix.as_deref())).await?
         };
         if let Some(entry) = found {
             return self.run_entry(entry, options, events).await;
         }
-        self.fail_stale(&path, &stamp).await?;
+        self.fail_stale(&path, &stamp, options.prefix.as_deref())
+            .await?;
         let part_size = valet_protocol::choose_part_size(stamp.size, options.part_size);
         PartLayout::new(stamp.size, part_size).map_err(|e| Error::Invalid(e.to_string()))?;
         let server = self.session.server().to_string();
@@ -207,21 +212,17 @@ impl Engine {
         Ok(results)
     }
 
-    /// Earlier unfinished uploads of `path` made when the file was different cannot be
-    /// finished: they are marked failed and aborted on the service (best effort).
-    async fn fail_stale(&self, path: &Path, stamp: &FileStamp) -> Result<()> {
+    /// Earlier unfinished uploads of `path` that this put does not resume (the file was
+    /// different, or they go to another `--to` folder) are superseded by it: they are marked
+    /// failed and aborted on the service (best effort).
+    async fn fail_stale(&self, path: &Path, stamp: &FileStamp, prefix: Option<&str>) -> Result<()> {
         let stale = {
             let (journal, path) = (self.journal.clone(), path.to_path_buf());
             blocking(move || journal.unfinished_of(&path)).await?
         };
         for old in stale {
-            let reason = old.stamp.difference(stamp).unwrap_or_default();
-            let error = Error::SourceChanged {
-                path: path.to_path_buf(),
-                reason,
-            };
+            let (code, message) = stale_reason(&old, stamp, prefix);
             let journal = self.journal.clone();
-            let (code, message) = (error.code(), error.to_string());
             blocking(move || {
                 journal.mark_failed(old.id, code, &message, OffsetDateTime::now_utc())
             })
@@ -533,6 +534,35 @@ impl Engine {
     }
 }
 
+/// Why an unfinished upload of the same path is not resumed by a new put of the file as
+/// `stamp` says to `prefix`: the code and message to journal it failed with.
+fn stale_reason(
+    old: &JournalEntry,
+    stamp: &FileStamp,
+    prefix: Option<&str>,
+) -> (&'static str, String) {
+    if let Some(reason) = old.stamp.difference(stamp) {
+        let error = Error::SourceChanged {
+            path: old.path.clone(),
+            reason,
+        };
+        return (error.code(), error.to_string());
+    }
+    let folder = |p: Option<&str>| match p {
+        Some(p) => format!("--to {p}"),
+        None => "no --to".to_owned(),
+    };
+    (
+        "superseded",
+        format!(
+            "{}: replaced by a new upload with {} (this one had {}); it was not completed",
+            old.path.display(),
+            folder(prefix),
+            folder(old.prefix.as_deref())
+        ),
+    )
+}
+
 fn check_options(options: &PutOptions) -> Result<()> {
     if !(1..=MAX_PARALLEL).contains(&options.parallel) {
         return Err(Error::Invalid(format!(
@@ -563,8 +593,50 @@ fn content_type_of(path: &std::path::Path, options: &PutOptions) -> String {
 }
 
 #[cfg(test)]
-mod content_type_tests {
+mod tests {
     use super::*;
+
+    #[test]
+    fn an_upload_to_another_folder_is_superseded_not_called_changed() {
+        let stamp = FileStamp {
+            size: 10,
+            mtime_ns: 5,
+            inode: Some(7),
+        };
+        let old = JournalEntry {
+            id: 1,
+            path: PathBuf::from("/d/f.bin"),
+            stamp,
+            part_size: DEFAULT_PART_SIZE,
+            server: None,
+            prefix: Some("backups".into()),
+            upload_id: None,
+            object_key: None,
+            store_origin: None,
+            key_ttl_secs: None,
+            state: crate::journal::EntryState::Uploading,
+            sha256: None,
+            error_code: None,
+            error: None,
+            created_at: 0,
+            updated_at: 0,
+            parts_done: 0,
+            part_count: 1,
+        };
+        let (code, message) = stale_reason(&old, &stamp, Some("archive"));
+        assert_eq!(code, "superseded");
+        assert!(
+            message.contains("--to archive") && message.contains("--to backups"),
+            "{message}"
+        );
+        let replaced = FileStamp {
+            inode: Some(8),
+            ..stamp
+        };
+        let (code, message) = stale_reason(&old, &replaced, Some("backups"));
+        assert_eq!(code, "source_changed");
+        assert!(message.contains("replaced"), "{message}");
+    }
 
     #[test]
     fn content_type_is_guessed_from_the_extension_unless_given() {
