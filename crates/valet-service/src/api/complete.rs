@@ -3,8 +3,9 @@
 //! The order matters: nothing is completed until the client's receipts match the digests the
 //! service signed and the store's own listing; nothing is reported verified until the store's
 //! view of the finished object (size, and composite checksum or a read-back hash) matches. A
-//! verification failure deletes the object this request completed: a corrupt object is never
-//! reported complete. A store that cannot be reached while verifying changes nothing: the
+//! verification failure deletes the object this request completed, as long as it is still the
+//! one at the key: a corrupt object is never reported complete, and a newer upload of the same
+//! key that completed in between is never deleted. A store that cannot be reached while verifying changes nothing: the
 //! upload stays open and the client's retry verifies again.
 
 use std::collections::BTreeMap;
@@ -24,7 +25,7 @@ use crate::auth::Caller;
 use crate::checksum;
 use crate::config::VerifyMode;
 use crate::db::uploads::{self, UploadRow, Verified};
-use crate::store::s3::{Completed, ListedPart, PartToComplete, bare_etag};
+use crate::store::s3::{Completed, ListedPart, ObjectHead, PartToComplete, bare_etag};
 
 /// Most part problems spelled out in one message.
 const MAX_PROBLEMS_SHOWN: usize = 20;
@@ -89,8 +90,8 @@ pub async fn complete(
         Err(e) if e.store_code() == Some("NoSuchUpload") => None,
         Err(e) => return Err(e.into()),
     };
-    // Whether the object at the key is the one this request just assembled (then a failed
-    // verification deletes it), or one found there (maybe an earlier upload of the same name).
+    // Whether this request assembles the object (then a failed verification may delete it), or
+    // verifies one found at the key (maybe an earlier upload of the same name).
     let completed_now = listed.is_some();
     let (completed, part_sha256s) = match listed {
         Some(listed) => {
@@ -170,15 +171,19 @@ pub async fn complete(
             tracing::warn!(upload = %row.id, error = %e, "could not verify yet; the upload stays open");
             Err(e.into())
         }
-        Err(Doubt::Mismatch(reason)) => {
-            if completed_now {
+        Err(Doubt::Mismatch { reason, found_etag }) => {
+            if !completed_now {
+                tracing::warn!(upload = %row.id, %reason,
+                    "verification failed; the object at the key is left alone (it may be an earlier upload)");
+            } else if still_ours(completed.etag.as_deref(), found_etag.as_deref()) {
                 tracing::warn!(upload = %row.id, %reason, "verification failed; deleting the object");
                 if let Err(e) = state.store().delete(&row.object_key).await {
                     tracing::error!(upload = %row.id, error = %e, "could not delete the unverified object");
                 }
             } else {
-                tracing::warn!(upload = %row.id, %reason,
-                    "verification failed; the object at the key is left alone (it may be an earlier upload)");
+                tracing::warn!(upload = %row.id, %reason, completed_etag = ?completed.etag,
+                    found_etag = ?found_etag,
+                    "verification failed; the object at the key was superseded by another upload of it and is left alone");
             }
             uploads::transition(
                 state.db(),
@@ -365,16 +370,31 @@ struct VerifiedFacts {
 
 /// Why an object is not (yet) verified.
 enum Doubt {
-    /// The object is not what the upload says: never reported complete.
-    Mismatch(String),
+    /// The object is not what the upload says: never reported complete. `found_etag` is the
+    /// ETag of the object found at the key (none when there was none, or the store gave none).
+    Mismatch {
+        reason: String,
+        found_etag: Option<String>,
+    },
     /// The store could not be asked; nothing is decided.
     StoreUnreachable(crate::Error),
 }
 
 impl From<String> for Doubt {
     fn from(reason: String) -> Self {
-        Self::Mismatch(reason)
+        Self::Mismatch {
+            reason,
+            found_etag: None,
+        }
     }
+}
+
+/// Whether the object found at the key is the one this request's completion produced, so a
+/// failed verification may delete it. Another upload of the same key may have completed
+/// between our completion and our look at the object: that newer object is a legitimate new
+/// version and is never deleted. Without an ETag on either side nothing proves it is ours.
+fn still_ours(completed_etag: Option<&str>, found_etag: Option<&str>) -> bool {
+    matches!((completed_etag, found_etag), (Some(c), Some(f)) if c == f)
 }
 
 /// Checks the finished object against the store's own view of it.
@@ -385,16 +405,34 @@ async fn verify(
     part_digests: &[[u8; 32]],
     completed: &Completed,
 ) -> Result<VerifiedFacts, Doubt> {
-    let store = state.store();
-    let head = match store.head(&row.object_key).await {
+    let head = match state.store().head(&row.object_key).await {
         Ok(head) => head,
         Err(crate::Error::StoreRejected { status: 404, .. }) => {
-            return Err(Doubt::Mismatch(
+            return Err(Doubt::from(
                 "the store holds no object at the key".to_owned(),
             ));
         }
         Err(e) => return Err(Doubt::StoreUnreachable(e)),
     };
+    let found_etag = head.etag.clone();
+    check_object(state, row, file_sha256, part_digests, completed, head)
+        .await
+        .map_err(|doubt| match doubt {
+            Doubt::Mismatch { reason, .. } => Doubt::Mismatch { reason, found_etag },
+            other => other,
+        })
+}
+
+/// Checks the object `head` describes (found at the key) against the upload.
+async fn check_object(
+    state: &AppState,
+    row: &UploadRow,
+    file_sha256: &str,
+    part_digests: &[[u8; 32]],
+    completed: &Completed,
+    head: ObjectHead,
+) -> Result<VerifiedFacts, Doubt> {
+    let store = state.store();
     if head.size != row.size {
         return Err(format!(
             "the store holds {} bytes, the upload declared {}",
@@ -473,6 +511,21 @@ mod tests {
         ];
         let signed = (1..=3).map(|n| (n, format!("sha{n}"))).collect();
         (receipts, signed)
+    }
+
+    #[test]
+    fn only_the_object_this_completion_produced_is_ours_to_delete() {
+        assert!(still_ours(Some("abc-2"), Some("abc-2")));
+        assert!(
+            !still_ours(Some("abc-2"), Some("def-2")),
+            "another upload of the key completed in between"
+        );
+        assert!(
+            !still_ours(None, Some("abc-2")),
+            "completion reported no ETag"
+        );
+        assert!(!still_ours(Some("abc-2"), None), "the store gave no ETag");
+        assert!(!still_ours(None, None));
     }
 
     #[test]
