@@ -309,24 +309,57 @@ impl Engine {
         // Bring what the journal knows in line with what the service and store hold.
         if let Some(upload_id) = entry.upload_id.clone() {
             let same_server = entry.server.as_deref() == Some(server.as_str());
-            let status = if same_server && entry.store_origin.is_some() {
+            let known = same_server && entry.store_origin.is_some();
+            let journaled = if known {
+                self.receipts(entry.id).await?
+            } else {
+                Vec::new()
+            };
+            // Every part journaled: the store may have completed the upload already (an earlier
+            // completion went through and its answer was lost), and then it lists no parts, or
+            // an older service fails the status call. The file is still checked unchanged and
+            // hashed again by the pipeline, which sends nothing, and `complete` decides.
+            let all_journaled = is_every_part(&journaled, &layout);
+            let status = if known {
                 match self.session.upload_status(&upload_id).await {
-                    Ok(status) => Some(status),
-                    Err(e) if e.service_code() == Some(ErrorCode::NotFound) => None,
+                    Ok(status) => Ok(Some(status)),
+                    Err(e) if e.service_code() == Some(ErrorCode::NotFound) => Ok(None),
+                    Err(e) if all_journaled => Err(e),
                     Err(e) => return Err(e),
                 }
             } else {
-                None
+                Ok(None)
             };
             match status {
-                Some(status) if status.state == UploadState::Verified => {
+                Err(e) => {
+                    tracing::info!(
+                        upload = entry.id,
+                        error = %e,
+                        "no status, but every part is journaled; completing"
+                    );
+                    done = journaled.into_iter().map(|r| (r.number, r)).collect();
+                }
+                Ok(Some(status)) if status.state == UploadState::Verified => {
                     return self.already_verified(&entry, status.sha256).await;
                 }
-                Some(status) if status.state == UploadState::Open && status.layout == layout => {
+                Ok(Some(status))
+                    if status.state == UploadState::Open
+                        && status.layout == layout
+                        && status.parts.is_empty()
+                        && all_journaled =>
+                {
+                    tracing::info!(
+                        upload = entry.id,
+                        "the store lists no parts, but every part is journaled; completing"
+                    );
+                    done = journaled.into_iter().map(|r| (r.number, r)).collect();
+                }
+                Ok(Some(status))
+                    if status.state == UploadState::Open && status.layout == layout =>
+                {
                     let stored: BTreeMap<u32, u64> =
                         status.parts.iter().map(|p| (p.number, p.size)).collect();
-                    let receipts = self.receipts(entry.id).await?;
-                    let (keep, gone): (Vec<PartReceipt>, Vec<PartReceipt>) = receipts
+                    let (keep, gone): (Vec<PartReceipt>, Vec<PartReceipt>) = journaled
                         .into_iter()
                         .partition(|r| stored.get(&r.number) == Some(&r.size));
                     if !gone.is_empty() {
@@ -342,7 +375,7 @@ impl Engine {
                     }
                     done = keep.into_iter().map(|r| (r.number, r)).collect();
                 }
-                _ => {
+                Ok(_) => {
                     tracing::info!(
                         upload = entry.id,
                         "the service no longer has this upload; starting it again"
@@ -404,9 +437,7 @@ impl Engine {
 
         check_unchanged(&entry.path, &entry.stamp)?;
         let parts = self.receipts(entry.id).await?;
-        let complete_parts = parts.len() == layout.part_count as usize
-            && parts.iter().zip(1..).all(|(r, n)| r.number == n);
-        if !complete_parts {
+        if !is_every_part(&parts, &layout) {
             return Err(Error::Invalid(format!(
                 "{} of {} parts journaled after sending every part",
                 parts.len(),
@@ -561,6 +592,12 @@ fn stale_reason(
             folder(old.prefix.as_deref())
         ),
     )
+}
+
+/// Whether `receipts` (by part number) are one for each part of `layout`.
+fn is_every_part(receipts: &[PartReceipt], layout: &PartLayout) -> bool {
+    receipts.len() == layout.part_count as usize
+        && receipts.iter().zip(1..).all(|(r, n)| r.number == n)
 }
 
 fn check_options(options: &PutOptions) -> Result<()> {
