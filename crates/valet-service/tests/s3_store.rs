@@ -237,6 +237,14 @@ async fn checksum_verified_upload_on_a_store_that_checks_part_digests() {
         .complete(&row.object_key, &row.store_upload_id, &parts)
         .await
         .unwrap();
+    // The store no longer knows the multipart upload (NoSuchUpload): the status of the upload
+    // the service still has open lists no parts, instead of a 502 a client retries forever.
+    let (status, body) = api.get(&format!("/v1/uploads/{id3}"), &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["state"].as_str(), &body["parts"]),
+        (Some("open"), &json!([]))
+    );
     let (status, body) = api
         .post(
             &format!("/v1/uploads/{id3}/complete"),

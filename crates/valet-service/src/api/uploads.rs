@@ -214,21 +214,34 @@ pub async fn status(
     let row = uploads::get_for_user(state.db(), &id, &caller.user)
         .await?
         .ok_or_else(Failure::no_upload)?;
-    let parts = if row.state == UploadState::Open {
-        state
+    let listed = if row.state == UploadState::Open {
+        match state
             .store()
             .list_parts(&row.object_key, &row.store_upload_id)
-            .await?
-            .into_iter()
-            .map(|p| StoredPart {
-                number: p.number,
-                size: p.size,
-                etag: p.etag,
-            })
-            .collect()
+            .await
+        {
+            Ok(listed) => listed,
+            // The store no longer knows the multipart upload: it completed it but the answer
+            // was lost, or a lifecycle rule aborted it. No parts are listed; the client's
+            // completion then verifies whatever is at the key. (A 502 here would be retried
+            // forever.)
+            Err(e) if e.store_code() == Some("NoSuchUpload") => {
+                tracing::info!(upload = %row.id, "the store no longer knows the open upload; no parts listed");
+                Vec::new()
+            }
+            Err(e) => return Err(e.into()),
+        }
     } else {
         Vec::new()
     };
+    let parts = listed
+        .into_iter()
+        .map(|p| StoredPart {
+            number: p.number,
+            size: p.size,
+            etag: p.etag,
+        })
+        .collect();
     Ok(Json(UploadStatus {
         layout: layout_of(&row),
         upload_id: row.id,
