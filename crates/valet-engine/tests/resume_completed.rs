@@ -1,7 +1,8 @@
 //! Resuming an upload whose every part is journaled, when the store has already completed it
 //! (an earlier completion went through but its answer was lost): the engine re-checks the file
-//! and its whole-file hash and goes straight to `complete`, whatever the status call says
-//! (canned service replies from a loopback server; the store is never contacted).
+//! and its whole-file hash and goes straight to `complete`, whatever the status call says; and
+//! a completion still running elsewhere is waited for (canned service replies from a loopback
+//! server; the store is never contacted).
 
 mod canned;
 
@@ -101,7 +102,7 @@ fn open_status_json(size: u64, parts: &str) -> String {
     )
 }
 
-async fn put_and_check(server: &Canned) {
+async fn put_and_check(server: &Canned, completes: usize) {
     let setup = setup(&server.url);
     let path = &setup.path;
     let session = session(&server.url);
@@ -124,7 +125,7 @@ async fn put_and_check(server: &Canned) {
     assert!(!hits.iter().any(|l| l.starts_with("DELETE")), "{hits:?}");
     assert_eq!(
         hits.iter().filter(|l| l.contains("/complete")).count(),
-        1,
+        completes,
         "{hits:?}"
     );
 }
@@ -146,7 +147,7 @@ async fn all_parts_journaled_and_status_failing_completes() {
         ),
     ])
     .await;
-    put_and_check(&server).await;
+    put_and_check(&server, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,5 +165,35 @@ async fn all_parts_journaled_and_no_parts_listed_completes() {
         ),
     ])
     .await;
-    put_and_check(&server).await;
+    put_and_check(&server, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_running_elsewhere_is_waited_for() {
+    // "Being completed right now" while the upload is still open (an earlier attempt is still
+    // verifying): ask again after a pause instead of failing the upload.
+    let data = file_data();
+    let listed = format!(
+        r#"[{{"number":1,"size":{PART}}},{{"number":2,"size":{}}}]"#,
+        data.len() as u64 - PART
+    );
+    let server = serve(vec![
+        (
+            "/v1/uploads/u1/complete",
+            Reply::sequence(vec![
+                (
+                    409,
+                    r#"{"code":"conflict","message":"this upload is being completed right now"}"#
+                        .into(),
+                ),
+                (200, verified_json(&data)),
+            ]),
+        ),
+        (
+            "/v1/uploads/u1",
+            Reply::Body(200, open_status_json(data.len() as u64, &listed)),
+        ),
+    ])
+    .await;
+    put_and_check(&server, 2).await;
 }

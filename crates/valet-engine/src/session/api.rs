@@ -12,7 +12,7 @@ use valet_protocol::{
     PartKeysRequest, StoreInfo, UploadCreated, UploadState, UploadStatus, UploadVerified,
 };
 
-use super::{MAX_TTL, Session, renew_at};
+use super::{Call, MAX_TTL, Session, renew_at};
 use crate::error::{Error, Result};
 use crate::urls;
 
@@ -80,6 +80,16 @@ impl KeyLease {
     pub fn is_expired(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.issued) >= self.ttl
     }
+}
+
+/// Slowest verification rate allowed for: a service that reads the object back to hash it
+/// reads at least this fast.
+const VERIFY_BYTES_PER_SEC: u64 = 20 * 1024 * 1024;
+
+/// How long a `complete` of an object of `size` bytes may take: 120 s, plus the time to read
+/// it back at 20 MiB/s (a 1 GiB object: 171 s; 100 GiB: about 1 h 27 min).
+pub(crate) fn complete_timeout(size: u64) -> Duration {
+    Duration::from_secs(120 + size / VERIFY_BYTES_PER_SEC)
 }
 
 /// Upload ids go into URL paths: only plain characters are accepted.
@@ -176,7 +186,8 @@ impl Session {
     }
 
     /// `POST /v1/uploads/{id}/complete`: only an answer in state `verified`, for this upload, is
-    /// accepted.
+    /// accepted. The service verifies the object before it answers (reading it back, on some
+    /// stores), so each attempt may take 120 s plus the object's size at 20 MiB/s.
     pub async fn complete_upload(
         &self,
         upload_id: &str,
@@ -184,8 +195,15 @@ impl Session {
     ) -> Result<UploadVerified> {
         check_upload_id("complete", upload_id)?;
         let path = format!("v1/uploads/{upload_id}/complete");
+        let size = complete.parts.iter().map(|p| p.size).sum();
         let verified: UploadVerified = self
-            .request(Method::POST, &path, Some(complete), true)
+            .call(
+                Method::POST,
+                &path,
+                Some(complete),
+                true,
+                Call::retried_within(complete_timeout(size)),
+            )
             .await?;
         if verified.upload_id != upload_id
             || verified.state != UploadState::Verified
@@ -360,6 +378,19 @@ mod tests {
         assert_eq!(
             StoreTarget::new(&info, 60).unwrap_err().code(),
             "insecure_url"
+        );
+    }
+
+    #[test]
+    fn complete_may_take_as_long_as_reading_the_object_back() {
+        const MIB: u64 = 1024 * 1024;
+        assert_eq!(complete_timeout(0), Duration::from_secs(120));
+        assert_eq!(complete_timeout(20 * MIB - 1), Duration::from_secs(120));
+        assert_eq!(complete_timeout(1024 * MIB), Duration::from_secs(171));
+        assert_eq!(
+            complete_timeout(5 * 1024 * 1024 * MIB),
+            Duration::from_secs(120 + 262_144),
+            "5 TiB: about three days"
         );
     }
 

@@ -29,6 +29,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 use valet_protocol::{ApiError, ErrorCode, LogoutRequest, Me, TokenRequest, TokenResponse};
 
+pub(crate) use api::complete_timeout;
 pub use api::{KeyLease, StoreTarget};
 pub use secrets::{KEYRING_SERVICE, MemoryKeyring, OsKeyring, SecretStore};
 
@@ -338,6 +339,9 @@ impl Session {
         let mut refreshed = false;
         loop {
             let mut req = self.http.request(method.clone(), url.clone());
+            if let Some(timeout) = how.timeout {
+                req = req.timeout(timeout);
+            }
             if authenticated {
                 let bearer = self.bearer().await?;
                 let mut value =
@@ -430,13 +434,29 @@ pub(crate) struct Call {
     /// Whether failures worth retrying are retried (see [`RetryPolicy`]); when not, the request
     /// is sent exactly once.
     retried: bool,
+    /// Total time allowed for each attempt, instead of the service client's 120 s.
+    timeout: Option<Duration>,
 }
 
 impl Call {
     /// The usual: retried.
-    pub(crate) const RETRIED: Self = Self { retried: true };
+    pub(crate) const RETRIED: Self = Self {
+        retried: true,
+        timeout: None,
+    };
     /// Exactly one attempt: for requests that must never reach the service twice.
-    pub(crate) const ONCE: Self = Self { retried: false };
+    pub(crate) const ONCE: Self = Self {
+        retried: false,
+        timeout: None,
+    };
+
+    /// Retried, each attempt allowed `timeout` in all.
+    pub(crate) const fn retried_within(timeout: Duration) -> Self {
+        Self {
+            retried: true,
+            timeout: Some(timeout),
+        }
+    }
 }
 
 impl SignedIn {

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use valet_protocol::{
@@ -449,22 +450,7 @@ impl Engine {
             sha256: sha256.clone(),
             parts,
         };
-        let verified = match self.session.complete_upload(&upload_id, &complete).await {
-            Ok(verified) => verified.object_key,
-            // A retried completion whose first attempt went through: ask where it stands.
-            Err(e) if e.service_code() == Some(ErrorCode::Conflict) => {
-                let status = self.session.upload_status(&upload_id).await?;
-                if status.state != UploadState::Verified
-                    || !status
-                        .sha256
-                        .is_some_and(|s| s.eq_ignore_ascii_case(&sha256))
-                {
-                    return Err(e);
-                }
-                status.object_key
-            }
-            Err(e) => return Err(e),
-        };
+        let verified = self.complete(&upload_id, &complete).await?;
         let object_key = if verified.is_empty() {
             object_key
         } else {
@@ -487,6 +473,52 @@ impl Engine {
             bytes_already_stored: already_stored,
             resumed,
         })
+    }
+
+    /// Asks the service to complete and verify the upload; the object key it reports.
+    ///
+    /// `conflict` means another completion of it is running (an earlier attempt whose answer
+    /// was lost, still verifying; or another process): while the upload is still open, the
+    /// request is sent again after a growing pause (0.5 s to 15 s), for as long as a completion
+    /// of this size may take. Still running then: a resumable error, the upload stays
+    /// `uploading`. Verified meanwhile, with this SHA-256: done.
+    async fn complete(&self, upload_id: &str, complete: &CompleteUpload) -> Result<String> {
+        let size = complete.parts.iter().map(|p| p.size).sum();
+        let give_up = Instant::now() + crate::session::complete_timeout(size);
+        let mut pause = Duration::from_millis(500);
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let e = match self.session.complete_upload(upload_id, complete).await {
+                Ok(verified) => return Ok(verified.object_key),
+                Err(e) if e.service_code() == Some(ErrorCode::Conflict) => e,
+                Err(e) => return Err(e),
+            };
+            let status = self.session.upload_status(upload_id).await?;
+            match status.state {
+                UploadState::Verified
+                    if status
+                        .sha256
+                        .as_deref()
+                        .is_some_and(|s| s.eq_ignore_ascii_case(&complete.sha256)) =>
+                {
+                    return Ok(status.object_key);
+                }
+                UploadState::Open if Instant::now() + pause <= give_up => {
+                    tracing::info!(upload_id, ?pause, "being completed elsewhere; asking again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(15));
+                }
+                UploadState::Open => {
+                    return Err(Error::RetriesExhausted {
+                        what: format!("completing upload {upload_id}"),
+                        attempts,
+                        last: e.to_string(),
+                    });
+                }
+                _ => return Err(e),
+            }
+        }
     }
 
     /// Creates the upload on the service and journals the answer.

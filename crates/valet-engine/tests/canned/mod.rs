@@ -2,6 +2,7 @@
 //! path starts with a route's prefix with that route's reply, then closes the connection.
 #![allow(dead_code)] // each test binary uses a part
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +16,16 @@ pub enum Reply {
     Body(u16, String),
     /// `size` bytes of `x`, announced in Content-Length or (when false) sent until close.
     Huge { size: usize, content_length: bool },
+    /// Each request gets the next reply; the last one is repeated.
+    Sequence(Arc<Mutex<VecDeque<(u16, String)>>>),
+}
+
+impl Reply {
+    /// A sequence of status and body replies (at least one).
+    pub fn sequence(replies: Vec<(u16, String)>) -> Self {
+        assert!(!replies.is_empty());
+        Self::Sequence(Arc::new(Mutex::new(replies.into())))
+    }
 }
 
 /// A loopback server answering every request whose path starts with a route's prefix.
@@ -74,6 +85,18 @@ async fn answer(
         .find(|(prefix, _)| path.starts_with(prefix))
         .map(|(_, reply)| reply.clone())
         .unwrap_or(Reply::Body(404, "no route".into()));
+    let reply = match reply {
+        Reply::Sequence(replies) => {
+            let mut replies = replies.lock().unwrap();
+            let (status, body) = if replies.len() > 1 {
+                replies.pop_front().unwrap()
+            } else {
+                replies[0].clone()
+            };
+            Reply::Body(status, body)
+        }
+        other => other,
+    };
     match reply {
         Reply::Body(status, body) => {
             let out = format!(
@@ -101,6 +124,7 @@ async fn answer(
                 left -= n;
             }
         }
+        Reply::Sequence(_) => unreachable!("taken apart above"),
     }
     stream.shutdown().await
 }
