@@ -95,6 +95,14 @@ impl<'a> Entry<'a> {
 
 /// Appends an entry.
 pub async fn record(db: &Db, e: &Entry<'_>) -> Result<(), Error> {
+    record_with(db.pool(), e).await
+}
+
+/// Appends an entry through `executor` (a transaction, so it commits with what it records).
+pub(crate) async fn record_with<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    e: &Entry<'_>,
+) -> Result<(), Error> {
     sqlx::query(
         "INSERT INTO audit_log (at, event, user_name, upload_id, part, expires_at, client_addr, detail)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -107,7 +115,7 @@ pub async fn record(db: &Db, e: &Entry<'_>) -> Result<(), Error> {
     .bind(e.expires_at.map(to_millis))
     .bind(e.client_addr)
     .bind(e.detail.as_ref().map(|d| d.to_string()))
-    .execute(db.pool())
+    .execute(executor)
     .await?;
     Ok(())
 }

@@ -158,6 +158,64 @@ pub async fn issue_api_token(
     Ok((id, token))
 }
 
+/// A new access and refresh token, not stored yet: the answer, and the rows to store.
+pub(crate) struct NewPair {
+    /// The answer to send once the rows are stored.
+    pub response: TokenResponse,
+    /// (id, kind, hash, expiry in Unix ms) of the access and the refresh token.
+    rows: [(String, TokenKind, String, i64); 2],
+}
+
+impl NewPair {
+    /// An access and a refresh token for `user`, with the configured lives.
+    pub(crate) fn new(state: &AppState, user: &str, now: OffsetDateTime) -> Self {
+        let ttl = &state.config().tokens;
+        let (access, access_hash) = new_token(ACCESS_PREFIX);
+        let (refresh, refresh_hash) = new_token(REFRESH_PREFIX);
+        Self {
+            response: TokenResponse {
+                access_token: access,
+                token_type: "Bearer".to_owned(),
+                expires_in: ttl.access_ttl.as_secs(),
+                refresh_token: refresh,
+                refresh_expires_in: ttl.refresh_ttl.as_secs(),
+                user: user.to_owned(),
+            },
+            rows: [
+                (
+                    random_id(),
+                    TokenKind::Access,
+                    access_hash,
+                    millis_after(now, ttl.access_ttl),
+                ),
+                (
+                    random_id(),
+                    TokenKind::Refresh,
+                    refresh_hash,
+                    millis_after(now, ttl.refresh_ttl),
+                ),
+            ],
+        }
+    }
+
+    /// The rows to store, in sign-in `family`.
+    pub(crate) fn rows<'a>(&'a self, family: &'a str, now: OffsetDateTime) -> Vec<NewToken<'a>> {
+        self.rows
+            .iter()
+            .map(|(id, kind, hash, expires_at_ms)| NewToken {
+                id,
+                token_hash: hash,
+                kind: *kind,
+                user: &self.response.user,
+                family: Some(family),
+                label: None,
+                created_at: now,
+                expires_at_ms: Some(*expires_at_ms),
+            })
+            .collect()
+    }
+}
+
 /// Issues an access and a refresh token in `family`.
 pub(crate) async fn issue_pair(
     state: &AppState,
@@ -165,36 +223,11 @@ pub(crate) async fn issue_pair(
     family: &str,
     now: OffsetDateTime,
 ) -> Result<TokenResponse, Error> {
-    let ttl = &state.config().tokens;
-    let (access, access_hash) = new_token(ACCESS_PREFIX);
-    let (refresh, refresh_hash) = new_token(REFRESH_PREFIX);
-    for (kind, hash, life) in [
-        (TokenKind::Access, &access_hash, ttl.access_ttl),
-        (TokenKind::Refresh, &refresh_hash, ttl.refresh_ttl),
-    ] {
-        tokens::insert(
-            state.db(),
-            &NewToken {
-                id: &random_id(),
-                token_hash: hash,
-                kind,
-                user,
-                family: Some(family),
-                label: None,
-                created_at: now,
-                expires_at_ms: Some(millis_after(now, life)),
-            },
-        )
-        .await?;
+    let pair = NewPair::new(state, user, now);
+    for row in pair.rows(family, now) {
+        tokens::insert(state.db(), &row).await?;
     }
-    Ok(TokenResponse {
-        access_token: access,
-        token_type: "Bearer".to_owned(),
-        expires_in: ttl.access_ttl.as_secs(),
-        refresh_token: refresh,
-        refresh_expires_in: ttl.refresh_ttl.as_secs(),
-        user: user.to_owned(),
-    })
+    Ok(pair.response)
 }
 
 /// Checks a presented token of an expected kind: known, not revoked, not expired.

@@ -628,3 +628,50 @@ async fn the_dev_password_is_kept_and_reused() {
     Api::new(second.url()).sign_in("dev", &password).await;
     second.shutdown().await.unwrap();
 }
+
+/// A refresh that fails part way (here: its audit entry cannot be written) changes nothing:
+/// the refresh token is not left used without a successor, so the client's retry gets the
+/// next pair instead of being taken for reuse and revoking the sign-in.
+#[tokio::test]
+async fn a_refresh_that_fails_part_way_can_be_retried() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start(&dir, |_| {}).await;
+    let api = Api::new(dev.url());
+    let first = api.sign_in("dev", &dev.password).await;
+    let r1 = first["refresh_token"].as_str().unwrap();
+    let refresh = |token: &str| json!({"grant_type": "refresh_token", "refresh_token": token});
+
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("valet.db"));
+    let mut db = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER fail_refresh_audit BEFORE INSERT ON audit_log
+         WHEN NEW.event = 'token_refreshed'
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let (status, body) = api.post("/v1/auth/token", None, refresh(r1)).await;
+    assert!(status.is_server_error(), "{status} {body}");
+    sqlx::query("DROP TRIGGER fail_refresh_audit")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+
+    let (status, second) = api.post("/v1/auth/token", None, refresh(r1)).await;
+    assert_eq!(status, StatusCode::OK, "the retry is not reuse: {second}");
+    let a2 = second["access_token"].as_str().unwrap();
+    assert_eq!(api.get("/v1/me", a2).await.0, StatusCode::OK);
+    // Reuse detection still holds: r1 again revokes the sign-in.
+    let (status, body) = api.post("/v1/auth/token", None, refresh(r1)).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "token_revoked")
+    );
+    assert_eq!(api.get("/v1/me", a2).await.0, StatusCode::UNAUTHORIZED);
+    dev.shutdown().await.unwrap();
+}

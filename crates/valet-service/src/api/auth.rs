@@ -54,8 +54,22 @@ pub async fn token(
                 auth::check_token(state.db(), &refresh_token, &[TokenKind::Refresh], now).await?;
             let family = stored.family.clone().unwrap_or_default();
             // Single use: whoever marks it first gets the next pair. A second presentation
-            // means the token was copied, so the whole sign-in ends.
-            if !tokens::mark_used(state.db(), &stored.id, now).await? {
+            // means the token was copied, so the whole sign-in ends. Marking it used, storing
+            // the next pair and auditing are one transaction: a failure part way leaves the
+            // token unused, so the client's retry is not mistaken for reuse.
+            let pair = auth::NewPair::new(&state, &stored.user, now);
+            let mut entry = Entry::new(Event::TokenRefreshed, now);
+            entry.user = Some(&stored.user);
+            entry.client_addr = client.as_deref();
+            if !tokens::rotate(
+                state.db(),
+                &stored.id,
+                &pair.rows(&family, now),
+                &entry,
+                now,
+            )
+            .await?
+            {
                 tokens::revoke_family(state.db(), &family, now).await?;
                 let mut entry = Entry::new(Event::RefreshTokenReused, now);
                 entry.user = Some(&stored.user);
@@ -66,12 +80,7 @@ pub async fn token(
                     "refresh token already used; the sign-in was revoked, sign in again",
                 ));
             }
-            let response = auth::issue_pair(&state, &stored.user, &family, now).await?;
-            let mut entry = Entry::new(Event::TokenRefreshed, now);
-            entry.user = Some(&stored.user);
-            entry.client_addr = client.as_deref();
-            audit::record(state.db(), &entry).await?;
-            Ok(Json(response))
+            Ok(Json(pair.response))
         }
     }
 }

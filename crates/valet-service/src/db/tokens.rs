@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 
 use super::{Db, from_millis, to_millis};
 use crate::Error;
+use crate::audit::{self, Entry};
 
 /// What a token is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +98,13 @@ pub struct ApiTokenInfo {
 
 /// Stores a new token.
 pub async fn insert(db: &Db, token: &NewToken<'_>) -> Result<(), Error> {
+    insert_with(db.pool(), token).await
+}
+
+async fn insert_with<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    token: &NewToken<'_>,
+) -> Result<(), Error> {
     sqlx::query(
         "INSERT INTO tokens (id, token_hash, kind, user_name, family, label, created_at, expires_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -109,7 +117,7 @@ pub async fn insert(db: &Db, token: &NewToken<'_>) -> Result<(), Error> {
     .bind(token.label)
     .bind(to_millis(token.created_at))
     .bind(token.expires_at_ms)
-    .execute(db.pool())
+    .execute(executor)
     .await?;
     Ok(())
 }
@@ -138,12 +146,45 @@ pub async fn find_by_hash(db: &Db, token_hash: &str) -> Result<Option<StoredToke
 
 /// Marks a refresh token used; false when it already was (a concurrent or repeated use).
 pub async fn mark_used(db: &Db, id: &str, now: OffsetDateTime) -> Result<bool, Error> {
+    mark_used_with(db.pool(), id, now).await
+}
+
+async fn mark_used_with<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    id: &str,
+    now: OffsetDateTime,
+) -> Result<bool, Error> {
     let done = sqlx::query("UPDATE tokens SET used_at = ? WHERE id = ? AND used_at IS NULL")
         .bind(to_millis(now))
         .bind(id)
-        .execute(db.pool())
+        .execute(executor)
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Trades refresh token `used_id` for its `successors`, in one transaction: marks it used,
+/// stores the new tokens and appends `entry` to the audit log. Either all of it happens or
+/// none: a failure part way never leaves a used token without a successor (whose next
+/// presentation would look like reuse). False, with nothing changed, when the token was
+/// already used (a concurrent or repeated use).
+pub async fn rotate(
+    db: &Db,
+    used_id: &str,
+    successors: &[NewToken<'_>],
+    entry: &Entry<'_>,
+    now: OffsetDateTime,
+) -> Result<bool, Error> {
+    let mut tx = db.pool().begin().await?;
+    if !mark_used_with(&mut *tx, used_id, now).await? {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    for token in successors {
+        insert_with(&mut *tx, token).await?;
+    }
+    audit::record_with(&mut *tx, entry).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Revokes every token of a sign-in; returns how many were still live.
