@@ -675,3 +675,40 @@ async fn a_refresh_that_fails_part_way_can_be_retried() {
     assert_eq!(api.get("/v1/me", a2).await.0, StatusCode::UNAUTHORIZED);
     dev.shutdown().await.unwrap();
 }
+
+/// Concurrent creates of one account are checked against the quota one after the other: they
+/// cannot together take more than it.
+#[tokio::test]
+async fn concurrent_creates_cannot_exceed_the_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start(&dir, |config| {
+        config.limits.user_quota = Some(bytesize::ByteSize::b(10 * MIB));
+    })
+    .await;
+    let api = Api::new(dev.url());
+    let token = api.sign_in(&dev.user, &dev.password).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let create = |n: usize| {
+        let (api, token) = (&api, &token);
+        async move {
+            api.post(
+                "/v1/uploads",
+                Some(token),
+                json!({"file_name": format!("q{n}.bin"), "size": 6 * MIB, "part_size": PART}),
+            )
+            .await
+        }
+    };
+    let answers = futures_util::future::join_all((0..6).map(create)).await;
+    let created = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::OK)
+        .count();
+    assert_eq!(created, 1, "only one 6 MiB upload fits 10 MiB: {answers:?}");
+    for (status, body) in answers.iter().filter(|(s, _)| *s != StatusCode::OK) {
+        assert_eq!(code(body), "quota_exceeded", "{status} {body}");
+    }
+    dev.shutdown().await.unwrap();
+}

@@ -65,17 +65,23 @@ pub async fn create(
         LayoutError::TooLarge { .. } => Failure::new(ErrorCode::TooLarge, e.to_string()),
         _ => Failure::new(ErrorCode::BadRequest, e.to_string()),
     })?;
-    if let Some(quota) = config.limits.user_quota {
+    let quota = config.limits.user_quota.map(|q| q.as_u64());
+    let over_quota = |used: u64| {
+        Failure::new(
+            ErrorCode::QuotaExceeded,
+            format!(
+                "{used} bytes in use plus {} would exceed the {}-byte quota",
+                request.size,
+                quota.unwrap_or_default()
+            ),
+        )
+    };
+    // A first look, so an upload plainly over quota never reaches the store; the insert below
+    // checks again, atomically, against concurrent creates.
+    if let Some(quota) = quota {
         let used = uploads::bytes_in_use(state.db(), &caller.user).await?;
-        if used.saturating_add(request.size) > quota.as_u64() {
-            return Err(Failure::new(
-                ErrorCode::QuotaExceeded,
-                format!(
-                    "{used} bytes in use plus {} would exceed the {}-byte quota",
-                    request.size,
-                    quota.as_u64()
-                ),
-            ));
+        if used.saturating_add(request.size) > quota {
+            return Err(over_quota(used));
         }
     }
 
@@ -101,7 +107,22 @@ pub async fn create(
         store_checksum: None,
         created_at: now,
     };
-    uploads::insert(state.db(), &row).await?;
+    match quota {
+        None => uploads::insert(state.db(), &row).await?,
+        Some(quota) => {
+            if let Some(used) = uploads::insert_within_quota(state.db(), &row, quota).await? {
+                // A concurrent create took the room: drop the multipart upload just made.
+                if let Err(e) = state
+                    .store()
+                    .abort(&row.object_key, &row.store_upload_id)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not abort the multipart upload refused for quota");
+                }
+                return Err(over_quota(used));
+            }
+        }
+    }
     let mut entry = Entry::new(Event::UploadCreated, now);
     entry.user = Some(&caller.user);
     entry.upload_id = Some(&row.id);

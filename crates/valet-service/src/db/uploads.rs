@@ -89,6 +89,34 @@ const COLUMNS: &str = "id, user_name, object_key, file_name, size, content_type,
 
 /// Stores a new (open) upload.
 pub async fn insert(db: &Db, u: &UploadRow) -> Result<(), Error> {
+    insert_with(db.pool(), u).await
+}
+
+/// Stores a new (open) upload unless the user's open and verified uploads would then take more
+/// than `quota` bytes. Check and insert are one transaction that first takes a write lock on
+/// the user's row (SQLite: the database's write lock; PostgreSQL: that row's lock), so
+/// concurrent creates of one user are checked one after the other and cannot together pass
+/// the quota. Returns the bytes in use when refused (nothing stored).
+pub async fn insert_within_quota(db: &Db, u: &UploadRow, quota: u64) -> Result<Option<u64>, Error> {
+    let mut tx = db.pool().begin().await?;
+    sqlx::query("UPDATE users SET created_at = created_at WHERE name = ?")
+        .bind(&u.user)
+        .execute(&mut *tx)
+        .await?;
+    let used = bytes_in_use_with(&mut *tx, &u.user).await?;
+    if used.saturating_add(u.size) > quota {
+        tx.rollback().await?;
+        return Ok(Some(used));
+    }
+    insert_with(&mut *tx, u).await?;
+    tx.commit().await?;
+    Ok(None)
+}
+
+async fn insert_with<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    u: &UploadRow,
+) -> Result<(), Error> {
     let now = to_millis(u.created_at);
     sqlx::query(
         "INSERT INTO uploads (id, user_name, object_key, file_name, size, content_type, part_size,
@@ -108,7 +136,7 @@ pub async fn insert(db: &Db, u: &UploadRow) -> Result<(), Error> {
     .bind(now)
     .bind(now)
     .bind(now)
-    .execute(db.pool())
+    .execute(executor)
     .await?;
     Ok(())
 }
@@ -139,12 +167,19 @@ pub async fn list_for_user(db: &Db, user: &str) -> Result<Vec<UploadRow>, Error>
 
 /// Bytes the user's open and verified uploads take (what a quota counts).
 pub async fn bytes_in_use(db: &Db, user: &str) -> Result<u64, Error> {
+    bytes_in_use_with(db.pool(), user).await
+}
+
+async fn bytes_in_use_with<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    user: &str,
+) -> Result<u64, Error> {
     let row = sqlx::query(
         "SELECT COALESCE(SUM(size), 0) AS total FROM uploads
          WHERE user_name = ? AND state IN ('open', 'verified')",
     )
     .bind(user)
-    .fetch_one(db.pool())
+    .fetch_one(executor)
     .await?;
     Ok(u64::try_from(row.get::<i64, _>("total")).unwrap_or(0))
 }
