@@ -34,7 +34,7 @@ pub use session::{
     KEYRING_SERVICE, KeyLease, MemoryKeyring, OsKeyring, SecretStore, Session, StoreTarget,
     renew_at,
 };
-pub use settings::{SIGN_IN_FILE, SignIn, default_data_dir, ensure_data_dir};
+pub use settings::{SIGN_IN_FILE, SIGN_IN_LOCK_FILE, SignIn, default_data_dir, ensure_data_dir};
 pub use source::{FileStamp, check_unchanged};
 pub use upload::{Engine, MAX_PARALLEL, MEMORY_BUDGET, PutOptions, RateLimit, UploadReport};
 

@@ -1,7 +1,8 @@
 //! Where the engine keeps its files, and the non-secret sign-in settings.
 //!
-//! The data directory holds `journal.sqlite` (see [`crate::Journal`]) and `signin.json`
-//! (server URL and account name). Secrets never go there: the refresh token is in the OS keyring.
+//! The data directory holds `journal.sqlite` (see [`crate::Journal`]), `signin.json` (server URL
+//! and account name) and `signin.lock` (empty; locked while a process refreshes the sign-in, see
+//! [`crate::Session`]). Secrets never go there: the refresh token is in the OS keyring.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,10 @@ use crate::error::{Error, Result};
 
 /// File name of the sign-in settings in the data directory.
 pub const SIGN_IN_FILE: &str = "signin.json";
+
+/// File name, in the data directory, of the lock that processes sharing a sign-in take in turn
+/// to refresh it. Empty; never removed (a process may be waiting on it).
+pub const SIGN_IN_LOCK_FILE: &str = "signin.lock";
 
 /// The OS's per-user data directory for Valet Upload (`~/.local/share/valet-upload` on Linux),
 /// used unless the caller names another one.

@@ -5,6 +5,8 @@
 
 mod helpers;
 
+/// `valet put`s started at once with one sign-in take turns refreshing; the sign-in survives.
+mod concurrent_sign_in;
 /// Keys living 2 s: a slowed upload outlives many keys and completes; the audit log shows renewals.
 mod key_renewal;
 /// SIGKILL in the middle of a 210 MiB upload; `valet put` again and `valet resume` finish it.

@@ -5,7 +5,12 @@
 //!   token (kept in memory only) and a refresh token (kept in the OS keyring through a
 //!   [`SecretStore`]). The access token is renewed shortly before it expires by one refresher at
 //!   a time; the rotated refresh token is written back to the keyring after every refresh, before
-//!   the new access token is used (losing it would end the sign-in);
+//!   the new access token is used (losing it would end the sign-in). "One at a time" holds across
+//!   processes too: every process using the sign-in (two `valet put` started together) keeps its
+//!   own access token but refreshes only while holding an exclusive lock on `signin.lock` in the
+//!   data dir, reads the refresh token from the keyring only once it holds the lock (another
+//!   process may have just rotated it), and stores the rotated one before letting go. Without it,
+//!   two processes would present the same refresh token and the service would end the sign-in;
 //! - an **API token** ([`Session::with_api_token`], `VALET_SERVER` + `VALET_TOKEN`), used directly
 //!   as the bearer token: for scripts, CI, and machines without a keyring.
 //!
@@ -16,7 +21,8 @@
 mod api;
 mod secrets;
 
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -35,7 +41,7 @@ pub use secrets::{KEYRING_SERVICE, MemoryKeyring, OsKeyring, SecretStore};
 
 use crate::error::{Error, Result};
 use crate::http::{self, MAX_REPLY_BYTES, Retry, RetryPolicy};
-use crate::settings::SignIn;
+use crate::settings::{SIGN_IN_LOCK_FILE, SignIn};
 use crate::urls;
 
 /// A connection to the valet service, authenticated by a sign-in or an API token.
@@ -65,6 +71,8 @@ enum Auth {
 struct SignedIn {
     sign_in: SignIn,
     keyring: Arc<dyn SecretStore>,
+    /// `signin.lock` in the data dir: held across processes while refreshing.
+    refresh_lock_file: PathBuf,
     /// Read on every request (fast path); written by the refresher only.
     current: RwLock<Option<AccessToken>>,
     /// Held by the one task that refreshes; others wait and then reuse its result.
@@ -117,6 +125,7 @@ impl Session {
         let signed_in = SignedIn {
             sign_in,
             keyring,
+            refresh_lock_file: data_dir.join(SIGN_IN_LOCK_FILE),
             current: RwLock::new(None),
             refresh_lock: tokio::sync::Mutex::new(()),
         };
@@ -137,6 +146,7 @@ impl Session {
             Auth::SignedIn(SignedIn {
                 sign_in,
                 keyring,
+                refresh_lock_file: data_dir.join(SIGN_IN_LOCK_FILE),
                 current: RwLock::new(None),
                 refresh_lock: tokio::sync::Mutex::new(()),
             }),
@@ -228,6 +238,10 @@ impl Session {
         if let Some(token) = signed_in.fresh(Instant::now()) {
             return Ok(token); // another task refreshed while we waited
         }
+        // One refresher across processes too: held until the rotated token is stored (dropping
+        // the file unlocks it, also when this future is dropped or returns early). Only then is
+        // the refresh token read: another process may have rotated it while we waited.
+        let _one_process = signed_in.lock_across_processes().await?;
         let refresh_token = signed_in.refresh_token().await?;
         let request = TokenRequest::RefreshToken {
             refresh_token: refresh_token.expose_secret().to_owned(),
@@ -468,6 +482,25 @@ impl SignedIn {
             .map(|t| t.token.clone())
     }
 
+    /// Waits for the exclusive lock on `signin.lock` (created when missing); it is held until
+    /// the returned file is dropped. A process that dies holding it releases it with it.
+    async fn lock_across_processes(&self) -> Result<File> {
+        let path = self.refresh_lock_file.clone();
+        blocking(move || {
+            let locked = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .and_then(|file| file.lock().map(|()| file));
+            locked.map_err(|e| Error::Settings {
+                detail: format!("cannot lock the sign-in for a refresh: {e}"),
+                path,
+            })
+        })
+        .await
+    }
+
     async fn refresh_token(&self) -> Result<SecretString> {
         let keyring = self.keyring.clone();
         let account = self.sign_in.keyring_account();
@@ -507,7 +540,7 @@ fn is_sign_in_over(code: ErrorCode) -> bool {
     )
 }
 
-/// Runs a keyring call off the async threads (Secret Service calls block on D-Bus).
+/// Runs a keyring call (Secret Service calls block on D-Bus) or a file lock off the async threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
         Err(Error::Keyring {
