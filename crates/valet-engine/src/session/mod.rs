@@ -129,7 +129,12 @@ impl Session {
             current: RwLock::new(None),
             refresh_lock: tokio::sync::Mutex::new(()),
         };
+        // The new refresh token is written under the cross-process lock: a refresh of the old
+        // sign-in running in another process then finishes before it, never overwrites it.
+        crate::settings::ensure_data_dir(data_dir)?;
+        let one_process = signed_in.lock_across_processes().await?;
         let token = signed_in.accept(tokens, sent).await?;
+        drop(one_process);
         *signed_in.current.write().unwrap_or_else(|p| p.into_inner()) = Some(token);
         signed_in.sign_in.save(data_dir)?;
         session.auth = Auth::SignedIn(signed_in);
