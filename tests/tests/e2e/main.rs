@@ -9,6 +9,8 @@ mod helpers;
 mod concurrent_sign_in;
 /// Keys living 2 s: a slowed upload outlives many keys and completes; the audit log shows renewals.
 mod key_renewal;
+/// No OS keyring (a headless server): login says so; API tokens from the environment work.
+mod no_keyring;
 /// SIGKILL in the middle of a 210 MiB upload; `valet put` again and `valet resume` finish it.
 mod resume_after_kill;
 /// Sign-in through the OS keyring, and no secret in any log line even at TRACE.
