@@ -123,6 +123,43 @@ impl Valet {
         (child, stderr_path)
     }
 
+    /// `valet login --server SERVER --user USER --password-stdin` with `password` on stdin.
+    pub fn login(&self, user: &str, password: &str) -> Output {
+        self.login_with(user, password, |_| {})
+    }
+
+    /// [`Valet::login`], with `adjust` changing the command first (its environment, say).
+    pub fn login_with(
+        &self,
+        user: &str,
+        password: &str,
+        adjust: impl FnOnce(&mut Command),
+    ) -> Output {
+        use std::io::Write;
+        let mut command = self.command(&[
+            "login",
+            "--server",
+            &self.server,
+            "--user",
+            user,
+            "--password-stdin",
+        ]);
+        adjust(&mut command);
+        let mut login = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn valet login");
+        login
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{password}\n").as_bytes())
+            .unwrap();
+        login.wait_with_output().unwrap()
+    }
+
     /// `valet status --json`.
     pub fn status(&self) -> Vec<Value> {
         let run = self.run_json(&["status"]);

@@ -1,6 +1,3 @@
-use std::io::Write;
-use std::process::Stdio;
-
 use valet_tests::cli::{Valet, parse_run};
 use valet_tests::files::random_file;
 use valet_tests::seaweed::SeaweedFs;
@@ -23,27 +20,7 @@ fn puts_started_at_once_share_one_sign_in() {
     let dir = tempfile::tempdir().unwrap();
 
     let erin = Valet::signed_out(&service.url).log_level("info");
-    let mut login = erin
-        .command(&[
-            "login",
-            "--server",
-            &service.url,
-            "--user",
-            "erin",
-            "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    login
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let out = login.wait_with_output().unwrap();
+    let out = erin.login("erin", password);
     assert!(
         out.status.success(),
         "valet login: {}",

@@ -1,6 +1,3 @@
-use std::io::Write;
-use std::process::Stdio;
-
 use valet_tests::PART_SIZE;
 use valet_tests::cli::{Valet, parse_run};
 use valet_tests::files::random_file;
@@ -21,27 +18,9 @@ fn without_a_keyring_login_says_so_and_api_tokens_still_work() {
     w.service.add_user("olga", "olga-password-123");
 
     let olga = Valet::signed_out(&w.service.url);
-    let mut login = olga.command(&[
-        "login",
-        "--server",
-        &w.service.url,
-        "--user",
-        "olga",
-        "--password-stdin",
-    ]);
-    let mut login = without_keyring(&mut login)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    login
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"olga-password-123\n")
-        .unwrap();
-    let out = login.wait_with_output().unwrap();
+    let out = olga.login_with("olga", "olga-password-123", |command| {
+        without_keyring(command);
+    });
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),

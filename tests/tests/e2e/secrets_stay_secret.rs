@@ -1,6 +1,3 @@
-use std::io::Write;
-use std::process::Stdio;
-
 use valet_tests::PART_SIZE;
 use valet_tests::cli::{Valet, parse_run};
 use valet_tests::files::random_file;
@@ -59,27 +56,7 @@ fn sign_in_uses_the_keyring_and_no_secret_reaches_a_log() {
 
     // Sign in with a password; the refresh token goes to the OS keyring.
     let carol = Valet::signed_out(&service.url).log_level("trace");
-    let mut login = carol
-        .command(&[
-            "login",
-            "--server",
-            &service.url,
-            "--user",
-            "carol",
-            "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    login
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let out = login.wait_with_output().unwrap();
+    let out = carol.login("carol", password);
     stderr += &String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
