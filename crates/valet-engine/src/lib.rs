@@ -25,6 +25,7 @@ mod source;
 mod store;
 mod upload;
 pub mod urls;
+pub mod watch;
 
 pub use error::{Error, Result};
 pub use events::{Event, Events};
