@@ -6,6 +6,7 @@
 
 mod progress;
 mod size;
+mod watch;
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -83,6 +84,14 @@ enum Command {
         #[command(flatten)]
         transfer: Transfer,
     },
+    /// Watch folders: upload each file dropped into them once it is complete, once.
+    ///
+    /// A file is uploaded when it has stayed unchanged for the settle time and its writer has
+    /// closed it; partial and temporary names (*.part, *.crdownload, *.tmp, ~$*, swap files)
+    /// and dotfiles are not. What was sent is remembered in watch.sqlite in the data dir: a
+    /// file renamed or moved inside the folder is not sent again, an edited one is. Runs until
+    /// Ctrl-C or SIGTERM.
+    Watch(watch::WatchArgs),
 }
 
 #[derive(Args)]
@@ -185,6 +194,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let _ = drawing.await;
             Ok(exit_code(failed))
         }
+        Command::Watch(args) => watch::watch(&data_dir, args).await,
         Command::Resume { transfer } => {
             let options = transfer.options();
             let engine = engine(&data_dir).await?;
