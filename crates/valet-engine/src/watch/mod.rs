@@ -202,7 +202,7 @@ pub enum WatchEvent {
         /// The file.
         path: PathBuf,
     },
-    /// A file is not complete yet, or cannot be opened; reported once per wait.
+    /// A file is not complete yet, or cannot be opened; reported when the reason changes.
     Waiting {
         /// The file.
         path: PathBuf,

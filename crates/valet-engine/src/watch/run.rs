@@ -455,8 +455,8 @@ impl Runner {
                         Verdict::Changing => Some("still changing"),
                         _ => None,
                     };
-                    if let Some(reason) = reason.filter(|_| !pending.reported) {
-                        pending.reported = true;
+                    if let Some(reason) = reason.filter(|r| pending.reported != Some(*r)) {
+                        pending.reported = Some(reason);
                         self.emit(WatchEvent::Waiting {
                             path: path.clone(),
                             reason: reason.into(),

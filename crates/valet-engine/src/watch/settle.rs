@@ -35,8 +35,8 @@ pub(crate) struct Pending {
     stamp: Option<FileStamp>,
     stable_since: Instant,
     awaiting_close: bool,
-    /// Whether a "waiting" event was already reported for this wait (one per file and wait).
-    pub(crate) reported: bool,
+    /// The last "waiting" reason reported for this wait (each reason is reported once).
+    pub(crate) reported: Option<&'static str>,
 }
 
 /// What [`Pending::check`] decided.
@@ -59,7 +59,7 @@ impl Pending {
             stamp,
             stable_since: now,
             awaiting_close: false,
-            reported: false,
+            reported: None,
         };
         pending.apply(touch);
         pending
