@@ -23,3 +23,16 @@ mod store_rejects_tampering;
 mod upload_sizes;
 /// One user cannot see, key, complete or abort another's upload.
 mod user_isolation;
+/// 10,000 files dropped at once into nested folders: each sent exactly once; peak RSS printed.
+mod watch_many_files;
+/// A rename inside a watched folder sends nothing; an edit after upload sends a new version.
+mod watch_rename_edit;
+/// A watch killed with SIGKILL and restarted sends nothing twice and catches up.
+mod watch_restart;
+/// A file appended to slowly over 10 s is sent once, complete, never a partial version.
+mod watch_slow_writer;
+/// What the folder-watch tests share: a running `valet watch --json`, store listings.
+mod watch_support;
+/// Partial, temporary, lock, swap and hidden files are never sent; a download renamed to its
+/// final name is.
+mod watch_temp_names;
