@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use serde_json::json;
-use valet_engine::watch::{self, AfterUpload, FolderWatch, WatchEvent, WatchOptions, WatchedFolder};
+use valet_engine::watch::{
+    self, AfterUpload, FolderWatch, WatchEvent, WatchOptions, WatchedFolder,
+};
 use valet_engine::{Engine, Events, Journal, PutOptions, RateLimit};
 
 /// Parts of one file sent at once: with `--parallel` files at once, part buffers stay within
@@ -155,10 +157,24 @@ async fn stop_signal() -> anyhow::Result<()> {
 fn event_line(event: &WatchEvent, json: bool) -> Option<String> {
     let shown = |path: &Path| path.display().to_string();
     let line = match (event, json) {
-        (WatchEvent::Watching { root, files, already_sent }, true) => json!({
+        (
+            WatchEvent::Watching {
+                root,
+                files,
+                already_sent,
+            },
+            true,
+        ) => json!({
             "event": "watching", "root": shown(root), "files": files, "already_sent": already_sent,
         }),
-        (WatchEvent::Watching { root, files, already_sent }, false) => {
+        (
+            WatchEvent::Watching {
+                root,
+                files,
+                already_sent,
+            },
+            false,
+        ) => {
             return Some(format!(
                 "watching  {} ({files} files, {already_sent} sent before)",
                 shown(root)
@@ -173,38 +189,87 @@ fn event_line(event: &WatchEvent, json: bool) -> Option<String> {
         (WatchEvent::Waiting { path, reason }, false) => {
             return Some(format!("waiting   {}: {reason}", shown(path)));
         }
-        (WatchEvent::Sent { path, object_key, size, sha256 }, true) => json!({
+        (
+            WatchEvent::Sent {
+                path,
+                object_key,
+                size,
+                sha256,
+            },
+            true,
+        ) => json!({
             "event": "sent", "path": shown(path), "object": object_key, "size": size,
             "sha256": sha256, "verified": true,
         }),
-        (WatchEvent::Sent { path, object_key, size, sha256 }, false) => {
+        (
+            WatchEvent::Sent {
+                path,
+                object_key,
+                size,
+                sha256,
+            },
+            false,
+        ) => {
             return Some(format!(
                 "sent      {} -> {object_key} ({size} bytes, sha256 {sha256})",
                 shown(path)
             ));
         }
-        (WatchEvent::Duplicate { path, same_as, object_key }, true) => json!({
+        (
+            WatchEvent::Duplicate {
+                path,
+                same_as,
+                object_key,
+            },
+            true,
+        ) => json!({
             "event": "duplicate", "path": shown(path), "same_as": shown(same_as),
             "object": object_key,
         }),
-        (WatchEvent::Duplicate { path, same_as, object_key }, false) => {
+        (
+            WatchEvent::Duplicate {
+                path,
+                same_as,
+                object_key,
+            },
+            false,
+        ) => {
             return Some(format!(
                 "duplicate {}: already sent as {object_key} (from {})",
                 shown(path),
                 shown(same_as)
             ));
         }
-        (WatchEvent::Failed { path, code, message, retry_in }, true) => json!({
+        (
+            WatchEvent::Failed {
+                path,
+                code,
+                message,
+                retry_in,
+            },
+            true,
+        ) => json!({
             "event": "failed", "path": shown(path),
             "error": { "code": code, "message": message },
             "retry_in_secs": retry_in.map(|d| d.as_secs_f64()),
         }),
-        (WatchEvent::Failed { path, code, message, retry_in }, false) => {
+        (
+            WatchEvent::Failed {
+                path,
+                code,
+                message,
+                retry_in,
+            },
+            false,
+        ) => {
             let next = match retry_in {
                 Some(delay) => format!("trying again in {}", humantime::format_duration(*delay)),
                 None => "tried again when it changes".into(),
             };
-            return Some(format!("FAILED    {}: {message} [{code}]; {next}", shown(path)));
+            return Some(format!(
+                "FAILED    {}: {message} [{code}]; {next}",
+                shown(path)
+            ));
         }
         (WatchEvent::Moved { path, to }, true) => {
             json!({ "event": "moved", "path": shown(path), "to": shown(to) })
@@ -267,9 +332,17 @@ mod tests {
         assert_eq!(line["object"], "users/u/a.pdf");
         assert_eq!(line["verified"], true);
         let human = event_line(&event, false).unwrap();
-        assert!(human.starts_with("sent ") && human.contains("users/u/a.pdf"), "{human}");
+        assert!(
+            human.starts_with("sent ") && human.contains("users/u/a.pdf"),
+            "{human}"
+        );
         assert_eq!(
-            event_line(&WatchEvent::Seen { path: "/w/a".into() }, false),
+            event_line(
+                &WatchEvent::Seen {
+                    path: "/w/a".into()
+                },
+                false
+            ),
             None,
             "only --json shows every file seen"
         );

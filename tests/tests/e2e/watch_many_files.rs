@@ -21,8 +21,11 @@ fn write_files(base: &Path, from: usize, to: usize) {
             std::fs::create_dir_all(&folder).unwrap();
         }
         let filler = "x".repeat(i % 200);
-        std::fs::write(folder.join(format!("file-{i:05}.txt")), format!("file {i}\n{filler}\n"))
-            .unwrap();
+        std::fs::write(
+            folder.join(format!("file-{i:05}.txt")),
+            format!("file {i}\n{filler}\n"),
+        )
+        .unwrap();
     }
 }
 
@@ -65,15 +68,24 @@ fn ten_thousand_files_dropped_at_once_are_each_sent_once() {
     );
     assert_eq!(sent.len(), FILES, "one sent line per file");
     assert_eq!(paths.len(), FILES, "no file sent twice");
-    assert!(events(&lines, "duplicate").is_empty(), "every file has its own bytes");
+    assert!(
+        events(&lines, "duplicate").is_empty(),
+        "every file has its own bytes"
+    );
 
     let keys = list_all(&w.service, "users/max/");
     assert_eq!(keys.len(), FILES, "exactly 10,000 objects in the store");
     assert_eq!(
-        keys.iter().filter(|k| k.starts_with("users/max/moved-in/top-")).count(),
+        keys.iter()
+            .filter(|k| k.starts_with("users/max/moved-in/top-"))
+            .count(),
         FILES / 2,
         "the moved-in tree keeps its folders"
     );
     let completed = completed(&w.service);
-    assert_eq!(completed.len(), FILES, "the service verified each file exactly once");
+    assert_eq!(
+        completed.len(),
+        FILES,
+        "the service verified each file exactly once"
+    );
 }

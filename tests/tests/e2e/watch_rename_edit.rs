@@ -17,7 +17,10 @@ fn a_rename_sends_nothing_and_an_edit_sends_a_new_version() {
     let first = dir.path().join("a/report.txt");
     std::fs::write(&first, b"version 1\n").unwrap();
     let sent = watch.wait_sent("a/report.txt", Duration::from_secs(60));
-    assert_eq!(sent["object"], "users/rey/inbox/a/report.txt", "sub-folders follow --to");
+    assert_eq!(
+        sent["object"], "users/rey/inbox/a/report.txt",
+        "sub-folders follow --to"
+    );
 
     // Renamed and moved to another sub-folder: the same file, nothing to send.
     std::fs::create_dir_all(dir.path().join("b/c")).unwrap();
@@ -37,7 +40,10 @@ fn a_rename_sends_nothing_and_an_edit_sends_a_new_version() {
     assert_eq!(watch.events("sent").len(), 1, "the rename sent nothing");
 
     // Edited after its upload: sent again, as a new version, with the new bytes.
-    let mut file = std::fs::OpenOptions::new().append(true).open(&moved).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&moved)
+        .unwrap();
     file.write_all(b"version 2\n").unwrap();
     drop(file);
     let edited = watch.wait_sent("b/c/renamed.txt", Duration::from_secs(60));
@@ -50,6 +56,10 @@ fn a_rename_sends_nothing_and_an_edit_sends_a_new_version() {
     );
 
     let lines = watch.stop();
-    assert_eq!(events(&lines, "sent").len(), 2, "the first version and the edit");
+    assert_eq!(
+        events(&lines, "sent").len(),
+        2,
+        "the first version and the edit"
+    );
     assert_eq!(completed(&w.service).len(), 2);
 }

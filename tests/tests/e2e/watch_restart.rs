@@ -32,18 +32,24 @@ fn a_killed_watch_sends_nothing_twice_and_catches_up_on_restart() {
     // Slow enough that the big file is being uploaded when the watch is killed.
     let extra = ["--bwlimit", "4MiB", "--part-size", "5MiB"];
     let watch = Watch::start(&w.valet, dir.path(), &extra);
-    watch.wait_until("the first 20 files sent", Duration::from_secs(120), |lines| {
-        events(lines, "sent").len() == 20
-    });
+    watch.wait_until(
+        "the first 20 files sent",
+        Duration::from_secs(120),
+        |lines| events(lines, "sent").len() == 20,
+    );
     random_file(dir.path(), "big.bin", BIG, 99);
     for i in 0..5u64 {
         random_file(dir.path(), &format!("during-{i}.bin"), 3000 + i, 100 + i);
     }
-    watch.wait_until("the big file handed out", Duration::from_secs(60), |lines| {
-        lines.iter().any(|l| {
-            l["event"] == "queued" && l["path"].as_str().unwrap().ends_with("big.bin")
-        })
-    });
+    watch.wait_until(
+        "the big file handed out",
+        Duration::from_secs(60),
+        |lines| {
+            lines
+                .iter()
+                .any(|l| l["event"] == "queued" && l["path"].as_str().unwrap().ends_with("big.bin"))
+        },
+    );
     std::thread::sleep(Duration::from_secs(2));
     let first = watch.kill(); // SIGKILL: no clean-up at all
     let first_sent = sent_names(&first);
@@ -73,10 +79,16 @@ fn a_killed_watch_sends_nothing_twice_and_catches_up_on_restart() {
     let second_sent = sent_names(&second);
 
     let first_set: HashSet<_> = first_sent.iter().collect();
-    let again: Vec<_> = second_sent.iter().filter(|n| first_set.contains(n)).collect();
+    let again: Vec<_> = second_sent
+        .iter()
+        .filter(|n| first_set.contains(n))
+        .collect();
     assert!(again.is_empty(), "sent again after the restart: {again:?}");
     for name in ["big.bin", "offline-0.bin", "offline-9.bin"] {
-        assert!(second_sent.iter().any(|n| n == name), "{name} sent after the restart");
+        assert!(
+            second_sent.iter().any(|n| n == name),
+            "{name} sent after the restart"
+        );
     }
 
     let completed = completed(&w.service);

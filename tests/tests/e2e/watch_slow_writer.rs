@@ -36,7 +36,9 @@ fn a_file_written_slowly_is_sent_once_complete() {
         let handed_out: Vec<_> = watch
             .lines()
             .into_iter()
-            .filter(|l| (l["event"] == "queued" || l["event"] == "sent") && ends_with(l, "slow.bin"))
+            .filter(|l| {
+                (l["event"] == "queued" || l["event"] == "sent") && ends_with(l, "slow.bin")
+            })
             .collect();
         assert!(
             handed_out.is_empty(),
@@ -86,5 +88,9 @@ fn a_file_written_slowly_is_sent_once_complete() {
         1,
         "the service never saw an upload of a partial version: {created:?}"
     );
-    assert_eq!(completed(&w.service).len(), 2, "slow.bin and after.txt, once each");
+    assert_eq!(
+        completed(&w.service).len(),
+        2,
+        "slow.bin and after.txt, once each"
+    );
 }

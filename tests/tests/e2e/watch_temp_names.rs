@@ -47,7 +47,10 @@ fn temporary_names_are_never_sent_and_the_final_name_is() {
     keys.sort();
     assert_eq!(
         keys,
-        vec!["users/tia/marker.txt".to_string(), "users/tia/setup.bin".into()],
+        vec![
+            "users/tia/marker.txt".to_string(),
+            "users/tia/setup.bin".into()
+        ],
         "no temporary, lock, swap or hidden file reached the store"
     );
     assert_eq!(events(&lines, "sent").len(), 2);

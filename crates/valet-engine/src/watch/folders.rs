@@ -253,7 +253,10 @@ mod tests {
         let action = AfterUpload::MoveTo("done".into());
         let done = after_upload(&action, root, &path, &stamp).unwrap();
         assert_eq!(done, Done::Moved(root.join("done/x/a (2).txt")));
-        assert_eq!(std::fs::read(root.join("done/x/a (2).txt")).unwrap(), b"new");
+        assert_eq!(
+            std::fs::read(root.join("done/x/a (2).txt")).unwrap(),
+            b"new"
+        );
         assert_eq!(std::fs::read(root.join("done/x/a.txt")).unwrap(), b"older");
 
         // A file changed since its upload is left alone.

@@ -82,7 +82,8 @@ impl Ledger {
         let conn = Connection::open(path).map_err(err)?;
         // WAL without a sync per commit: a crash may lose the last rows, and then a file is
         // checked against the upload journal or its content again, never lost.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
@@ -156,7 +157,12 @@ impl Ledger {
     }
 
     /// A file sent with this size and content.
-    pub(crate) fn find_content(&self, scope: &Scope, size: u64, sha256: &str) -> Result<Option<SentFile>> {
+    pub(crate) fn find_content(
+        &self,
+        scope: &Scope,
+        size: u64,
+        sha256: &str,
+    ) -> Result<Option<SentFile>> {
         self.find(
             "size = ?3 AND sha256 = ?4",
             params![bytes(&scope.root), scope.prefix, size as i64, sha256],
@@ -268,29 +274,45 @@ mod tests {
             prefix: "elsewhere".into(),
         };
         let a = sent("/w/a.txt", 5, 100, 9, "aa");
-        ledger.record(&scope, &a, OffsetDateTime::now_utc()).unwrap();
+        ledger
+            .record(&scope, &a, OffsetDateTime::now_utc())
+            .unwrap();
 
         assert_eq!(ledger.stamp_of(&scope, &a.path).unwrap(), Some(a.stamp));
         assert_eq!(ledger.stamp_of(&other, &a.path).unwrap(), None);
-        assert_eq!(ledger.find_stamp(&scope, &a.stamp).unwrap(), Some(a.clone()));
+        assert_eq!(
+            ledger.find_stamp(&scope, &a.stamp).unwrap(),
+            Some(a.clone())
+        );
         assert!(ledger.has_size(&scope, 5).unwrap());
         assert!(!ledger.has_size(&scope, 6).unwrap());
         assert_eq!(
-            ledger.find_content(&scope, 5, "aa").unwrap().map(|f| f.path),
+            ledger
+                .find_content(&scope, 5, "aa")
+                .unwrap()
+                .map(|f| f.path),
             Some(a.path.clone())
         );
         assert_eq!(ledger.find_content(&scope, 5, "bb").unwrap(), None);
 
         // A new version of the same path replaces the old row.
         let edited = sent("/w/a.txt", 7, 200, 9, "cc");
-        ledger.record(&scope, &edited, OffsetDateTime::now_utc()).unwrap();
-        assert_eq!(ledger.stamp_of(&scope, &a.path).unwrap(), Some(edited.stamp));
+        ledger
+            .record(&scope, &edited, OffsetDateTime::now_utc())
+            .unwrap();
+        assert_eq!(
+            ledger.stamp_of(&scope, &a.path).unwrap(),
+            Some(edited.stamp)
+        );
         assert_eq!(ledger.find_stamp(&scope, &a.stamp).unwrap(), None);
 
         // Kept across opens.
         drop(ledger);
         let ledger = Ledger::open_in(dir.path()).unwrap();
-        assert_eq!(ledger.stamp_of(&scope, &a.path).unwrap(), Some(edited.stamp));
+        assert_eq!(
+            ledger.stamp_of(&scope, &a.path).unwrap(),
+            Some(edited.stamp)
+        );
     }
 
     #[cfg(unix)]
@@ -306,8 +328,17 @@ mod tests {
         let name = std::ffi::OsStr::from_bytes(b"/w/caf\xe9.txt");
         let mut file = sent("x", 1, 1, 1, "s");
         file.path = PathBuf::from(name);
-        ledger.record(&scope, &file, OffsetDateTime::now_utc()).unwrap();
-        assert_eq!(ledger.find_stamp(&scope, &file.stamp).unwrap().unwrap().path, file.path);
+        ledger
+            .record(&scope, &file, OffsetDateTime::now_utc())
+            .unwrap();
+        assert_eq!(
+            ledger
+                .find_stamp(&scope, &file.stamp)
+                .unwrap()
+                .unwrap()
+                .path,
+            file.path
+        );
     }
 
     #[test]

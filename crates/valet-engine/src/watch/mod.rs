@@ -445,7 +445,11 @@ mod tests {
             AfterUpload::MoveTo("done".into())
         );
         for bad in ["move:", "move:a/b", "move:..", "keep", "move:."] {
-            assert_eq!(AfterUpload::parse(bad).unwrap_err().code(), "invalid", "{bad}");
+            assert_eq!(
+                AfterUpload::parse(bad).unwrap_err().code(),
+                "invalid",
+                "{bad}"
+            );
         }
     }
 

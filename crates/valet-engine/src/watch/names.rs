@@ -36,7 +36,9 @@ const PARTIAL_SUFFIXES: &[&str] = &[
 /// Case-insensitive.
 pub fn is_partial_name(name: &str) -> bool {
     let lower = name.to_lowercase();
-    PARTIAL_SUFFIXES.iter().any(|suffix| lower.ends_with(suffix))
+    PARTIAL_SUFFIXES
+        .iter()
+        .any(|suffix| lower.ends_with(suffix))
         || lower.starts_with("~$")
         || lower.starts_with(".~lock")
         || lower.starts_with(".#")
@@ -188,7 +190,14 @@ mod tests {
             assert!(is_partial_name(name), "{name} is partial");
             assert!(filter(&[], &[]).refuse_file(Path::new(name)).is_some());
         }
-        for name in ["movie.mkv", "partial.pdf", "tmp", "#1 report.pdf", "a~b.txt", "swp"] {
+        for name in [
+            "movie.mkv",
+            "partial.pdf",
+            "tmp",
+            "#1 report.pdf",
+            "a~b.txt",
+            "swp",
+        ] {
             assert!(!is_partial_name(name), "{name} is a final name");
         }
     }
@@ -205,7 +214,10 @@ mod tests {
         assert!(f.enters_dir(Path::new("a/b")));
         let hidden = NameFilter::new(&[], &[], true, None).unwrap();
         assert_eq!(hidden.refuse_file(Path::new(".git/config")), None);
-        assert!(hidden.refuse_file(Path::new(".x.swp")).is_some(), "still partial");
+        assert!(
+            hidden.refuse_file(Path::new(".x.swp")).is_some(),
+            "still partial"
+        );
     }
 
     #[test]
@@ -228,7 +240,10 @@ mod tests {
             Some("excluded"),
             "exclude beats include"
         );
-        assert!(!f.enters_dir(Path::new("old-drafts")), "a folder matching an exclude");
+        assert!(
+            !f.enters_dir(Path::new("old-drafts")),
+            "a folder matching an exclude"
+        );
         assert!(f.enters_dir(Path::new("scans")));
     }
 

@@ -32,7 +32,7 @@ pub(super) enum Again {
     /// With backoff: network trouble, an outage, a sign-in to renew, a file not readable now.
     Backoff,
     /// After the settle time: the file changed during the upload.
-    SettleAgain,
+    AfterSettling,
     /// Only when the file changes (a refusal: too large, quota, type not allowed).
     WhenChanged,
 }
@@ -40,7 +40,7 @@ pub(super) enum Again {
 impl Again {
     pub(super) fn of(error: &Error) -> Self {
         match error {
-            Error::SourceChanged { .. } => Self::SettleAgain,
+            Error::SourceChanged { .. } => Self::AfterSettling,
             Error::SourceUnreadable { .. } | Error::Journal { .. } => Self::Backoff,
             e if e.is_resumable() => Self::Backoff,
             _ => Self::WhenChanged,
@@ -142,7 +142,8 @@ impl Runner {
         let ledger = Ledger::open_in(&options.data_dir)?;
         let (fs_tx, fs_rx) = mpsc::unbounded_channel();
         // The debouncer folds bursts of events per path; the settle rule decides readiness.
-        let debounce = (options.settle / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
+        let debounce =
+            (options.settle / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
         let debouncer = notify_debouncer_full::new_debouncer(
             debounce,
             None,
@@ -271,7 +272,8 @@ impl Runner {
                 sha256,
                 object_key,
             };
-            self.ledger.record(&root.scope, &file, OffsetDateTime::now_utc())?;
+            self.ledger
+                .record(&root.scope, &file, OffsetDateTime::now_utc())?;
         }
         Ok(())
     }
@@ -308,8 +310,10 @@ impl Runner {
                 Ok(Some(sent)) if sent == stamp => already += 1,
                 _ => {
                     self.emit(WatchEvent::Seen { path: path.clone() });
-                    self.files
-                        .insert(path, Track::Settling(Pending::new(now, Some(stamp), Touch::Seen)));
+                    self.files.insert(
+                        path,
+                        Track::Settling(Pending::new(now, Some(stamp), Touch::Seen)),
+                    );
                 }
             }
         }
@@ -345,13 +349,16 @@ impl Runner {
                 continue;
             }
             let (touch, paths): (Touch, &[PathBuf]) = match event.kind {
-                EventKind::Access(AccessKind::Close(AccessMode::Write)) => (Touch::Closed, &event.paths),
+                EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
+                    (Touch::Closed, &event.paths)
+                }
                 EventKind::Access(_) | EventKind::Remove(_) => continue,
                 EventKind::Modify(ModifyKind::Name(RenameMode::From)) => continue,
                 // A rename: the new name is last.
-                EventKind::Modify(ModifyKind::Name(_)) => {
-                    (Touch::Seen, event.paths.last().map(std::slice::from_ref).unwrap_or(&[]))
-                }
+                EventKind::Modify(ModifyKind::Name(_)) => (
+                    Touch::Seen,
+                    event.paths.last().map(std::slice::from_ref).unwrap_or(&[]),
+                ),
                 EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any)
                     if CLOSE_EVENTS =>
                 {
@@ -390,22 +397,34 @@ impl Runner {
         let now = Instant::now();
         match self.files.get_mut(path) {
             Some(Track::Settling(pending)) => pending.touch(now, Some(stamp), touch),
-            Some(Track::InFlight { stamp: sent, dirty, .. }) => {
+            Some(Track::InFlight {
+                stamp: sent, dirty, ..
+            }) => {
                 *dirty |= *sent != stamp || touch == Touch::Written;
             }
             Some(Track::Refused(refused)) if *refused == stamp && touch != Touch::Written => {}
             Some(_) => {
-                self.files
-                    .insert(path.to_path_buf(), Track::Settling(Pending::new(now, Some(stamp), touch)));
+                self.files.insert(
+                    path.to_path_buf(),
+                    Track::Settling(Pending::new(now, Some(stamp), touch)),
+                );
             }
             None => {
-                let sent = self.ledger.stamp_of(&self.roots[i].scope, path).ok().flatten();
+                let sent = self
+                    .ledger
+                    .stamp_of(&self.roots[i].scope, path)
+                    .ok()
+                    .flatten();
                 if sent == Some(stamp) && touch != Touch::Written {
                     return;
                 }
-                self.emit(WatchEvent::Seen { path: path.to_path_buf() });
-                self.files
-                    .insert(path.to_path_buf(), Track::Settling(Pending::new(now, Some(stamp), touch)));
+                self.emit(WatchEvent::Seen {
+                    path: path.to_path_buf(),
+                });
+                self.files.insert(
+                    path.to_path_buf(),
+                    Track::Settling(Pending::new(now, Some(stamp), touch)),
+                );
             }
         }
     }
@@ -473,7 +492,8 @@ impl Runner {
         };
         match folders::can_open(&path) {
             Ok(()) => {
-                self.files.insert(path.clone(), Track::Ready(stamp, backoff));
+                self.files
+                    .insert(path.clone(), Track::Ready(stamp, backoff));
                 self.ready.push_back(path);
             }
             Err(e) => {
@@ -481,7 +501,10 @@ impl Runner {
                 let delay = backoff.next().unwrap_or(Duration::from_secs(300));
                 self.emit(WatchEvent::Waiting {
                     path: path.clone(),
-                    reason: format!("cannot be opened ({e}); trying again in {}s", delay.as_secs()),
+                    reason: format!(
+                        "cannot be opened ({e}); trying again in {}s",
+                        delay.as_secs()
+                    ),
                 });
                 self.files.insert(
                     path,

@@ -155,7 +155,10 @@ mod tests {
         );
         // Same size, other modification time: rewritten in place.
         let mut p = Pending::new(t0, Some(stamp(10, 1)), Touch::Seen);
-        assert_eq!(p.check(t0 + SETTLE, stamp(10, 5), SETTLE), Verdict::Changing);
+        assert_eq!(
+            p.check(t0 + SETTLE, stamp(10, 5), SETTLE),
+            Verdict::Changing
+        );
     }
 
     #[test]

@@ -70,7 +70,7 @@ impl Runner {
                         Some(Track::Ready(_, backoff)) => backoff,
                         _ => None,
                     };
-                    self.retry_later(path, stamp, backoff, &e.code().to_owned(), e.to_string());
+                    self.retry_later(path, stamp, backoff, e.code(), e.to_string());
                     continue;
                 }
             }
@@ -186,9 +186,9 @@ impl Runner {
                     sha256: sha256.clone(),
                     object_key: object_key.clone(),
                 };
-                if let Err(e) = self
-                    .ledger
-                    .record(&self.roots[i].scope, &file, OffsetDateTime::now_utc())
+                if let Err(e) =
+                    self.ledger
+                        .record(&self.roots[i].scope, &file, OffsetDateTime::now_utc())
                 {
                     // Sent all the same; at the next start the upload journal fills this in.
                     tracing::warn!(error = %e, path = %path.display(), "cannot record a sent file");
@@ -211,7 +211,7 @@ impl Runner {
                 again,
             } => match again {
                 Again::Backoff => self.retry_later(path, stamp, backoff, &code, message),
-                Again::SettleAgain => {
+                Again::AfterSettling => {
                     self.emit(WatchEvent::Failed {
                         path: path.clone(),
                         code,
