@@ -14,7 +14,7 @@ use serde_json::json;
 use valet_engine::watch::{
     self, AfterUpload, FolderWatch, WatchEvent, WatchOptions, WatchedFolder,
 };
-use valet_engine::{Engine, Events, Journal, PutOptions, RateLimit};
+use valet_engine::{Engine, Events, Journal, PutOptions, RateLimit, RetryPolicy};
 
 /// Parts of one file sent at once: with `--parallel` files at once, part buffers stay within
 /// `--parallel × (PARTS_PER_FILE + 2) × part size`.
@@ -67,7 +67,14 @@ pub async fn watch(data_dir: &Path, args: WatchArgs) -> anyhow::Result<ExitCode>
         let meta = std::fs::metadata(dir).with_context(|| format!("{}", dir.display()))?;
         anyhow::ensure!(meta.is_dir(), "{} is not a folder", dir.display());
     }
-    let session = crate::session(data_dir)?;
+    let mut session = crate::session(data_dir)?;
+    // The watch tries a failed file again itself, with backoff and without end: a service call
+    // need not hold an upload slot for minutes first.
+    session.set_retry_policy(RetryPolicy {
+        max_attempts: 5,
+        deadline: Duration::from_secs(30),
+        ..RetryPolicy::default()
+    });
     match session.me().await {
         Ok(_) => {}
         Err(e) if e.is_sign_in() => return Err(anyhow::Error::new(e).context("signing in")),

@@ -23,12 +23,16 @@ mod store_rejects_tampering;
 mod upload_sizes;
 /// One user cannot see, key, complete or abort another's upload.
 mod user_isolation;
+/// A watched folder renamed away and back is reported and scanned again; after-upload moves.
+mod watch_folders;
 /// 10,000 files dropped at once into nested folders: each sent exactly once; peak RSS printed.
 mod watch_many_files;
 /// A rename inside a watched folder sends nothing; an edit after upload sends a new version.
 mod watch_rename_edit;
 /// A watch killed with SIGKILL and restarted sends nothing twice and catches up.
 mod watch_restart;
+/// The service unreachable (its link cut): files wait, are retried, and go when it is back.
+mod watch_service_down;
 /// A file appended to slowly over 10 s is sent once, complete, never a partial version.
 mod watch_slow_writer;
 /// What the folder-watch tests share: a running `valet watch --json`, store listings.
