@@ -2,18 +2,24 @@
 //!
 //! - [`seaweed`]: a real S3 store (SeaweedFS, which enforces signatures, expiry and part
 //!   checksums). CI starts one and names it in `VALET_TEST_S3`; otherwise each test starts its own.
+//! - [`azurite`]: a real Azure Blob store (Azurite: SAS signatures, expiry, block MD5s),
+//!   shared through `VALET_TEST_AZURE` like the S3 one.
+//! - [`gcs`]: a GCS emulator (JSON API and signed-URL `PUT`s; it checks no signature, expiry or
+//!   hash), shared through `VALET_TEST_GCS`.
 //! - [`service`]: the real `valet-service serve` binary, one per test, on its own bucket.
 //! - [`cli`]: the real `valet` binary, one data dir per test.
 //! - [`api`]: the service's HTTP API called directly, for what the CLI does not show.
-//! - [`store`]: reads objects back from the store to compare bytes.
+//! - [`store`]: the three kinds of store, and reading objects back from them to compare bytes.
 //! - [`files`]: random test files and their digests.
 //!
 //! The binaries come from the same target dir as the test (`cargo build --bins` first; the
 //! test command in README.md does it).
 
 pub mod api;
+pub mod azurite;
 pub mod cli;
 pub mod files;
+pub mod gcs;
 pub mod seaweed;
 pub mod service;
 pub mod store;

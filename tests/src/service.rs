@@ -6,8 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::seaweed::{ACCESS_KEY, SECRET_KEY, SeaweedFs};
-use crate::store::StoreBucket;
+use crate::seaweed::{ACCESS_KEY, SECRET_KEY};
+use crate::store::{StoreBucket, StoreKind, TestStoreEndpoint};
 use crate::{free_port, random_name, workspace_bin};
 
 /// Settings a test may change; the rest are the deployment defaults.
@@ -21,6 +21,8 @@ pub struct ServiceOptions {
     pub sweep_every: String,
     /// Log filter of the service (`VALET_LOG`).
     pub log: String,
+    /// `store.verify`: "checksum" or "read-back".
+    pub verify: String,
 }
 
 impl Default for ServiceOptions {
@@ -30,6 +32,7 @@ impl Default for ServiceOptions {
             abandon_after: "24h".into(),
             sweep_every: "10m".into(),
             log: "info".into(),
+            verify: "checksum".into(),
         }
     }
 }
@@ -42,6 +45,8 @@ pub struct Service {
     pub bucket: String,
     /// The store it writes to.
     pub store_endpoint: String,
+    /// Which kind of store that is.
+    pub store_kind: StoreKind,
     config: PathBuf,
     stderr_log: PathBuf,
     child: Child,
@@ -49,12 +54,13 @@ pub struct Service {
 }
 
 impl Service {
-    /// Starts a service on a fresh bucket of `store` and waits for its ready line.
-    pub fn start(store: &SeaweedFs, options: ServiceOptions) -> Self {
+    /// Starts a service on a fresh bucket (container) of `store` and waits for its ready line.
+    pub fn start(store: &impl TestStoreEndpoint, options: ServiceOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let bucket = random_name("valet");
         let config = dir.path().join("valet.toml");
         let port = free_port();
+        let store_section = store_section(store, &bucket, &options.verify, dir.path());
         std::fs::write(
             &config,
             format!(
@@ -68,22 +74,11 @@ ttl = "{key_ttl}"
 abandon_after = "{abandon_after}"
 sweep_every = "{sweep_every}"
 
-[store]
-kind = "s3"
-endpoint = "{endpoint}"
-region = "us-east-1"
-bucket = "{bucket}"
-path_style = true
-prefix = "users"
-create_bucket = true
-verify = "checksum"
-tag_objects = true
-"#,
+{store_section}"#,
                 data = dir.path().display(),
                 key_ttl = options.key_ttl,
                 abandon_after = options.abandon_after,
                 sweep_every = options.sweep_every,
-                endpoint = store.endpoint,
             ),
         )
         .unwrap();
@@ -104,7 +99,8 @@ tag_objects = true
         Self {
             url,
             bucket,
-            store_endpoint: store.endpoint.clone(),
+            store_endpoint: store.endpoint().to_owned(),
+            store_kind: store.kind(),
             config,
             stderr_log,
             child,
@@ -173,7 +169,7 @@ tag_objects = true
 
     /// The bucket, as the test reads it with the store's own credentials.
     pub fn store(&self) -> StoreBucket {
-        StoreBucket::new(&self.store_endpoint, &self.bucket)
+        StoreBucket::of(self.store_kind, &self.store_endpoint, &self.bucket)
     }
 
     /// The config file, for admin commands.
@@ -201,6 +197,37 @@ tag_objects = true
 impl Drop for Service {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// The `[store]` section for `store`, each on bucket (container) `bucket`; credentials files
+/// go to `dir`.
+fn store_section(store: &impl TestStoreEndpoint, bucket: &str, verify: &str, dir: &Path) -> String {
+    let common = format!(
+        "[store]\nendpoint = \"{}\"\nbucket = \"{bucket}\"\nprefix = \"users\"\n\
+         create_bucket = true\nverify = \"{verify}\"\ntag_objects = true\n",
+        store.endpoint()
+    );
+    match store.kind() {
+        StoreKind::S3 => {
+            format!("{common}kind = \"s3\"\nregion = \"us-east-1\"\npath_style = true\n")
+        }
+        StoreKind::Azure => {
+            let credentials = dir.join("azure.toml");
+            std::fs::write(
+                &credentials,
+                format!("account_key = \"{}\"\n", crate::azurite::ACCOUNT_KEY),
+            )
+            .unwrap();
+            format!(
+                "{common}kind = \"azure\"\ncredentials_file = \"{}\"\n",
+                credentials.display()
+            )
+        }
+        StoreKind::Gcs => format!(
+            "{common}kind = \"gcs\"\ncredentials_file = \"{}\"\n[store.gcs]\napi_auth = \"none\"\n",
+            crate::gcs::service_account_file().display()
+        ),
     }
 }
 

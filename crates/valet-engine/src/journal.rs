@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
-use valet_protocol::PartReceipt;
+use valet_protocol::{PartChecksum, PartReceipt, StoreKind};
 
 use crate::error::{Error, Result};
 use crate::source::FileStamp;
@@ -54,6 +54,18 @@ CREATE TABLE IF NOT EXISTS parts (
     PRIMARY KEY (upload, number)
 );
 ";
+
+/// Journals from before Azure and GCS lack `store_protocol` (JSON: the store kind and the part
+/// digests its keys need); add it, empty, meaning S3.
+fn add_store_protocol_column(conn: &Connection) -> rusqlite::Result<()> {
+    let has: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('uploads') WHERE name = 'store_protocol'")?
+        .exists([])?;
+    if !has {
+        conn.execute_batch("ALTER TABLE uploads ADD COLUMN store_protocol TEXT")?;
+    }
+    Ok(())
+}
 
 /// Where a journaled upload stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -178,6 +190,7 @@ impl Journal {
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        add_store_protocol_column(&conn).map_err(err)?;
         Ok(Self {
             path: path.to_path_buf(),
             conn: Arc::new(Mutex::new(conn)),
@@ -247,6 +260,49 @@ impl Journal {
         )
     }
 
+    /// Records the store protocol of upload `id` as the service announced it (kind and the
+    /// part digests its keys need), so a resumed run sends parts the same way.
+    pub fn set_store_protocol(
+        &self,
+        id: i64,
+        kind: StoreKind,
+        part_checksums: &[PartChecksum],
+    ) -> Result<()> {
+        let protocol = serde_json::json!({ "kind": kind, "part_checksums": part_checksums });
+        self.update(
+            "UPDATE uploads SET store_protocol = ?2 WHERE id = ?1",
+            params![id, protocol.to_string()],
+        )
+    }
+
+    /// The store protocol of upload `id`: S3 without extra digests when none was recorded
+    /// (journals written before other stores existed).
+    pub fn store_protocol(&self, id: i64) -> Result<(StoreKind, Vec<PartChecksum>)> {
+        #[derive(serde::Deserialize)]
+        struct Protocol {
+            kind: StoreKind,
+            #[serde(default)]
+            part_checksums: Vec<PartChecksum>,
+        }
+        let text: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT store_protocol FROM uploads WHERE id = ?1",
+                params![id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?
+            .flatten();
+        match text.map(|t| serde_json::from_str::<Protocol>(&t)) {
+            None => Ok((StoreKind::S3, Vec::new())),
+            Some(Ok(p)) => Ok((p.kind, p.part_checksums)),
+            Some(Err(e)) => Err(Error::Invalid(format!(
+                "journal entry {id} names a store this version does not know: {e}"
+            ))),
+        }
+    }
+
     /// Forgets the service side of upload `id` (its upload id and every receipt), to start it
     /// again on the service: after the service lost or aborted it.
     pub fn reset_upload(&self, id: i64, server: &str, now: OffsetDateTime) -> Result<()> {
@@ -256,7 +312,7 @@ impl Journal {
             .map_err(|e| self.err(e))?;
         tx.execute(
             "UPDATE uploads SET upload_id = NULL, object_key = NULL, store_origin = NULL,
-                    key_ttl_secs = NULL, server = ?2, updated_at = ?3 WHERE id = ?1",
+                    store_protocol = NULL, key_ttl_secs = NULL, server = ?2, updated_at = ?3 WHERE id = ?1",
             params![id, server, now.unix_timestamp()],
         )
         .map_err(|e| self.err(e))?;

@@ -222,3 +222,51 @@ fn an_unwritable_journal_is_a_clear_error() {
     let e = Journal::open_in(dir.path()).unwrap_err();
     assert_eq!(e.code(), "journal", "{e}");
 }
+
+#[test]
+fn the_store_protocol_is_kept_for_resume_and_old_journals_mean_s3() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(&dir.path().join(JOURNAL_FILE)).unwrap();
+    let file = dir.path().join("f");
+    let id = begin(&journal, &file, 10);
+    assert_eq!(
+        journal.store_protocol(id).unwrap(),
+        (valet_protocol::StoreKind::S3, vec![]),
+        "nothing recorded: S3"
+    );
+    journal
+        .set_store_protocol(
+            id,
+            valet_protocol::StoreKind::Azure,
+            &[valet_protocol::PartChecksum::Md5],
+        )
+        .unwrap();
+    drop(journal);
+    let journal = Journal::open(&dir.path().join(JOURNAL_FILE)).unwrap();
+    assert_eq!(
+        journal.store_protocol(id).unwrap(),
+        (
+            valet_protocol::StoreKind::Azure,
+            vec![valet_protocol::PartChecksum::Md5]
+        )
+    );
+}
+
+#[test]
+fn a_journal_without_the_store_protocol_column_gets_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(JOURNAL_FILE);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+    }
+    let journal = Journal::open(&path).unwrap();
+    let id = begin(&journal, &dir.path().join("f"), 3);
+    journal
+        .set_store_protocol(id, valet_protocol::StoreKind::Gcs, &[])
+        .unwrap();
+    assert_eq!(
+        journal.store_protocol(id).unwrap().0,
+        valet_protocol::StoreKind::Gcs
+    );
+}

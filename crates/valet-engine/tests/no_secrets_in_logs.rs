@@ -85,6 +85,8 @@ async fn nothing_secret_is_logged_at_trace() {
         number: 1,
         size: 1,
         sha256: "x".into(),
+        md5: None,
+        crc64: None,
     };
     let store = StoreTarget {
         origin: origin_holder.into(),

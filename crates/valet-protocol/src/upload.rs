@@ -32,6 +32,25 @@ pub enum StoreKind {
     /// Amazon S3 or an S3-compatible store: parts are `UploadPart` calls whose key binds the
     /// part's `x-amz-checksum-sha256`.
     S3,
+    /// Azure Blob Storage: parts are `Put Block` calls with a SAS for the one blob; the store
+    /// checks each block's `Content-MD5`. The key's URL names the block id.
+    Azure,
+    /// Google Cloud Storage: each part is a temporary object sent with a V4 signed URL whose
+    /// signature covers the part's `Content-MD5`; the service composes them.
+    Gcs,
+}
+
+/// A per-part digest the store checks itself, beyond the SHA-256 every key request carries.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PartChecksum {
+    /// MD5 of the part, standard base64 ([`PartDigest::md5`]); sent as `Content-MD5`.
+    Md5,
+    /// CRC-64/NVME of the part as Azure's `x-ms-content-crc64` carries it
+    /// ([`PartDigest::crc64`]).
+    Crc64,
 }
 
 /// Which store the keys of an upload point at. The client refuses key URLs for any other origin.
@@ -42,6 +61,9 @@ pub struct StoreInfo {
     pub kind: StoreKind,
     /// `scheme://host[:port]` every key URL of this upload starts with.
     pub origin: String,
+    /// Digests each key request must carry besides SHA-256 (none for S3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub part_checksums: Vec<PartChecksum>,
 }
 
 /// Answer of `POST /v1/uploads`.
@@ -71,6 +93,14 @@ pub struct PartDigest {
     /// SHA-256 of the part's bytes, standard base64 of the 32-byte digest (as S3's
     /// `x-amz-checksum-sha256`). The key binds it: the store refuses any other bytes.
     pub sha256: String,
+    /// MD5 of the part's bytes, standard base64 of the 16-byte digest, when the store asks
+    /// for it ([`PartChecksum::Md5`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
+    /// CRC-64/NVME of the part, standard base64 of its 8 little-endian bytes, when the store
+    /// asks for it ([`PartChecksum::Crc64`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc64: Option<String>,
 }
 
 /// Body of `POST /v1/uploads/{id}/keys`: up to [`crate::MAX_KEYS_PER_REQUEST`] parts.
@@ -210,7 +240,8 @@ pub struct UploadList {
 pub struct PartReceipt {
     /// Part number.
     pub number: u32,
-    /// The `ETag` the store answered the part upload with.
+    /// The `ETag` the store answered the part upload with; for Azure, which answers a block
+    /// with no `ETag`, the block id the key named.
     pub etag: String,
     /// The part's SHA-256 as sent in its key request (base64).
     pub sha256: String,

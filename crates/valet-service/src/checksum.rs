@@ -10,6 +10,11 @@ pub fn decode_part_sha256(b64: &str) -> Option<[u8; 32]> {
     <[u8; 32]>::try_from(bytes.as_slice()).ok()
 }
 
+/// Standard base64 decoded, for the digests key requests carry.
+pub fn decode_base64(b64: &str) -> Option<Vec<u8>> {
+    STANDARD.decode(b64).ok()
+}
+
 /// Whether `hex` is a lowercase hex SHA-256 (64 characters), as the client reports a file's.
 pub fn is_sha256_hex(hex: &str) -> bool {
     hex.len() == 64

@@ -151,12 +151,99 @@ pub enum VerifyMode {
     ReadBack,
 }
 
-/// The store's protocol (`kind`); only S3 for now.
+/// The store's protocol (`kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StoreKindConfig {
     /// Amazon S3 or an S3-compatible store.
     S3,
+    /// Azure Blob Storage (or Azurite): `endpoint` is the account's blob endpoint, `bucket`
+    /// the container.
+    Azure,
+    /// Google Cloud Storage (or an emulator): `endpoint` is `https://storage.googleapis.com`.
+    Gcs,
+}
+
+/// How the service signs Azure keys and authenticates its own Azure calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AzureAuth {
+    /// Service SAS signed with the account key (`account_key` in `credentials_file`, or
+    /// `AZURE_STORAGE_KEY`).
+    #[default]
+    SharedKey,
+    /// User-delegation SAS: the service signs in to Entra ID as an application (`tenant_id`,
+    /// `client_id`, and `client_secret` in `credentials_file` or `AZURE_CLIENT_SECRET`) and
+    /// asks Azure for a delegation key; the account key is never needed.
+    Entra,
+}
+
+/// `[store.azure]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AzureConfig {
+    /// Storage account; by default the first label of the endpoint's host, or on loopback
+    /// (Azurite) the endpoint's first path segment.
+    pub account: Option<String>,
+    /// Shared key or Entra ID.
+    pub auth: AzureAuth,
+    /// Entra ID tenant (auth = "entra").
+    pub tenant_id: Option<String>,
+    /// Entra ID application (client) id (auth = "entra").
+    pub client_id: Option<String>,
+    /// Entra ID sign-in authority.
+    pub authority: Url,
+    /// Also have the store check each block's `x-ms-content-crc64`. The real service does;
+    /// Azurite does not support it (strict mode refuses the header), so it is off by default.
+    pub crc64: bool,
+    /// How long before issuance a SAS starts, for clocks that run behind.
+    #[serde(with = "humantime_serde")]
+    pub clock_skew: Duration,
+}
+
+impl Default for AzureConfig {
+    fn default() -> Self {
+        Self {
+            account: None,
+            auth: AzureAuth::SharedKey,
+            tenant_id: None,
+            client_id: None,
+            authority: Url::parse("https://login.microsoftonline.com/").expect("a valid URL"),
+            crc64: false,
+            clock_skew: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// How the service authenticates its own calls to the GCS JSON API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum GcsApiAuth {
+    /// OAuth access tokens for the service account (JWT bearer grant).
+    #[default]
+    Oauth,
+    /// None: only for an emulator on loopback, whose API takes no credentials. Keys are
+    /// still V4-signed with the service account.
+    None,
+}
+
+/// `[store.gcs]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcsConfig {
+    /// Authentication of the service's own calls.
+    pub api_auth: GcsApiAuth,
+    /// Where part objects wait until the service composes them (outside every user prefix).
+    pub parts_prefix: String,
+}
+
+impl Default for GcsConfig {
+    fn default() -> Self {
+        Self {
+            api_auth: GcsApiAuth::Oauth,
+            parts_prefix: ".valet-parts".to_owned(),
+        }
+    }
 }
 
 /// `[store]`.
@@ -188,9 +275,64 @@ pub struct StoreConfig {
     /// Also record the sha256 as an object tag.
     #[serde(default = "default_true")]
     pub tag_objects: bool,
-    /// TOML file with `access_key_id`, `secret_access_key`, optional `session_token`.
+    /// S3: TOML file with `access_key_id`, `secret_access_key`, optional `session_token`.
+    /// Azure: TOML with `account_key` (shared key) or `client_secret` (Entra ID).
+    /// GCS: the service account's JSON key file.
     #[serde(default)]
     pub credentials_file: Option<PathBuf>,
+    /// Azure settings (kind = "azure").
+    #[serde(default)]
+    pub azure: AzureConfig,
+    /// GCS settings (kind = "gcs").
+    #[serde(default)]
+    pub gcs: GcsConfig,
+}
+
+impl StoreConfig {
+    /// The text of `store.credentials_file`, else of the file `env` names, else `None`.
+    pub fn credentials_text(&self, env: &str) -> Result<Option<String>, Error> {
+        let path = match &self.credentials_file {
+            Some(path) => path.clone(),
+            None => match std::env::var_os(env) {
+                Some(path) => PathBuf::from(path),
+                None => return Ok(None),
+            },
+        };
+        std::fs::read_to_string(&path).map(Some).map_err(|e| {
+            Error::Config(format!(
+                "store.credentials_file: cannot read {}: {e}",
+                path.display()
+            ))
+        })
+    }
+
+    /// One secret of a TOML `credentials_file` (`account_key`, `client_secret`), else the
+    /// environment variable `env`.
+    pub fn credential_field(&self, name: &str, env: &str) -> Result<String, Error> {
+        if let Some(path) = &self.credentials_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::Config(format!(
+                    "store.credentials_file: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let table: std::collections::BTreeMap<String, String> = Figment::new()
+                .merge(Toml::string(&text))
+                .extract()
+                .map_err(|e| Error::Config(format!("store.credentials_file: {e}")))?;
+            return table.get(name).cloned().ok_or_else(|| {
+                Error::Config(format!(
+                    "store.credentials_file: {} has no {name}",
+                    path.display()
+                ))
+            });
+        }
+        std::env::var(env).map_err(|_| {
+            Error::Config(format!(
+                "store.credentials_file: not set, and {env} is not in the environment"
+            ))
+        })
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -291,6 +433,24 @@ impl Config {
             || self.store.endpoint.host_str().is_none()
         {
             return field("store.endpoint", "must be an http:// or https:// URL");
+        }
+        if self.store.kind == StoreKindConfig::Gcs
+            && self.store.gcs.api_auth == GcsApiAuth::None
+            && !crate::store::is_loopback(&self.store.endpoint)
+        {
+            return field(
+                "store.gcs.api_auth",
+                "\"none\" is only for an emulator on a loopback endpoint",
+            );
+        }
+        if self.store.kind == StoreKindConfig::Azure
+            && self.store.azure.auth == AzureAuth::Entra
+            && (self.store.azure.tenant_id.is_none() || self.store.azure.client_id.is_none())
+        {
+            return field(
+                "store.azure",
+                "auth = \"entra\" needs tenant_id and client_id",
+            );
         }
         if self.store.bucket.len() < 3 || self.store.bucket.len() > 63 {
             return field(

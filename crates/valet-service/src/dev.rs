@@ -86,6 +86,8 @@ pub fn dev_config(data_dir: &Path, listen: SocketAddr, store_endpoint: url::Url)
             verify: VerifyMode::ReadBack,
             tag_objects: false,
             credentials_file: None,
+            azure: Default::default(),
+            gcs: Default::default(),
         },
     }
 }

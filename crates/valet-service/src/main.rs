@@ -284,8 +284,8 @@ use valet_service::dev::DevServer;
 
 async fn run_serve(config_path: &Path) -> Result<()> {
     let config = Config::load(config_path)?;
-    let credentials = config.store_credentials()?;
-    let running = server::start(config, &credentials)
+    let store = valet_service::store::Store::from_config(&config)?;
+    let running = server::start_with_store(config, store)
         .await
         .context("starting the service")?;
     {

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState};
 use crate::config::{Config, StoreCredentials, TlsConfig};
 use crate::db::Db;
-use crate::store::S3Store;
+use crate::store::{S3Store, Store};
 use crate::{Error, sweeper};
 
 /// How long in-flight requests get to finish at shutdown.
@@ -63,6 +63,12 @@ impl Running {
 /// Refuses plain HTTP on a non-loopback address: tokens and keys would cross the network in
 /// clear.
 pub async fn start(config: Config, credentials: &StoreCredentials) -> Result<Running, Error> {
+    let store = Store::S3(S3Store::new(&config.store, credentials)?);
+    start_with_store(config, store).await
+}
+
+/// Like [`start`], for any store (see [`Store::from_config`]).
+pub async fn start_with_store(config: Config, store: Store) -> Result<Running, Error> {
     if config.tls.is_none() && !config.listen.ip().is_loopback() {
         return Err(Error::Refused(format!(
             "listen = {} is not a loopback address and [tls] is not set; \
@@ -77,7 +83,6 @@ pub async fn start(config: Config, credentials: &StoreCredentials) -> Result<Run
         )
     })?;
     let db = Db::open(&config.database_path()).await?;
-    let store = S3Store::new(&config.store, credentials)?;
     if config.store.create_bucket {
         store.ensure_bucket().await?;
     }

@@ -225,16 +225,22 @@ async fn checksum_verified_upload_on_a_store_that_checks_part_digests() {
         .unwrap();
     let parts: Vec<_> = receipts3
         .iter()
-        .map(|r| valet_service::store::s3::PartToComplete {
+        .map(|r| valet_service::store::PartToComplete {
             number: r["number"].as_u64().unwrap() as u32,
-            etag: valet_service::store::s3::bare_etag(r["etag"].as_str().unwrap()),
+            etag: valet_service::store::bare_etag(r["etag"].as_str().unwrap()),
             sha256_b64: r["sha256"].as_str().unwrap().to_owned(),
+            size: r["size"].as_u64().unwrap(),
+            crc32c: None,
         })
         .collect();
+    let finish = valet_service::store::Finish {
+        content_type: "application/octet-stream",
+        sha256_hex: "",
+    };
     running
         .state
         .store()
-        .complete(&row.object_key, &row.store_upload_id, &parts)
+        .complete(&row.object_key, &row.store_upload_id, &parts, finish)
         .await
         .unwrap();
     // The store no longer knows the multipart upload (NoSuchUpload): the status of the upload

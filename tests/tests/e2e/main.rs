@@ -1,5 +1,8 @@
-//! End-to-end tests: the real `valet` CLI, the real `valet-service` and a real S3 store
-//! (SeaweedFS, which enforces SigV4 signatures, expiry and per-part checksums). No mocks.
+//! End-to-end tests: the real `valet` CLI, the real `valet-service` and real stores: SeaweedFS
+//! (S3: SigV4 signatures, expiry, per-part checksums), Azurite (Azure Blob: SAS signatures,
+//! expiry, block MD5s) and gcp-storage-emulator (GCS: checks no signature, expiry or hash; see
+//! `valet_tests::gcs` for what is proven instead). No mocks. The tests marked "every store" run
+//! once per store, as `…::s3`, `…::azure` and `…::gcs`.
 //!
 //! Run with `scripts/test.sh` (README), which installs the store and builds the binaries first.
 
@@ -7,21 +10,25 @@ mod helpers;
 
 /// `valet put`s started at once with one sign-in take turns refreshing; the sign-in survives.
 mod concurrent_sign_in;
-/// Keys living 2 s: a slowed upload outlives many keys and completes; the audit log shows renewals.
+/// Every store. Keys living 2 s: a slowed upload outlives many keys and completes; the audit
+/// log shows renewals.
 mod key_renewal;
 /// No OS keyring (a headless server): login says so; API tokens from the environment work.
 mod no_keyring;
-/// SIGKILL in the middle of a 210 MiB upload; `valet put` again and `valet resume` finish it.
+/// Every store. SIGKILL in the middle of a 210 MiB upload; `valet put` again and `valet resume`
+/// finish it.
 mod resume_after_kill;
 /// Sign-in through the OS keyring, and no secret in any log line even at TRACE.
 mod secrets_stay_secret;
-/// A source file rewritten during its upload is never completed.
+/// Every store. A source file rewritten during its upload is never completed.
 mod source_changed;
-/// The store refuses bytes other than those whose sha256 the key binds, and keys used elsewhere.
+/// Every store. The store refuses bytes other than those the key was issued for, and keys used
+/// elsewhere; where an emulator cannot, the service refuses the upload at completion.
 mod store_rejects_tampering;
-/// Files of 0 B, 1 B, part size − 1, part size, part size + 1 and 210 MiB arrive byte-identical.
+/// Every store. Files of 0 B, 1 B, part size − 1, part size, part size + 1 and 210 MiB arrive
+/// byte-identical.
 mod upload_sizes;
-/// One user cannot see, key, complete or abort another's upload.
+/// Every store. One user cannot see, key, complete or abort another's upload.
 mod user_isolation;
 /// A watched folder renamed away and back is reported and scanned again; after-upload moves.
 mod watch_folders;

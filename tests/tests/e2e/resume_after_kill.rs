@@ -7,7 +7,9 @@ use valet_tests::files::{random_file, sha256_file};
 use valet_tests::service::ServiceOptions;
 use valet_tests::{MIB_210, PART_SIZE, wait_for};
 
-use crate::helpers::{unfinished, world};
+use valet_tests::store::StoreKind;
+
+use crate::helpers::{on_every_store, unfinished, world_on};
 
 const PARALLEL: u64 = 4;
 // Slow enough that the kill lands mid-upload on any machine, fast enough to finish in seconds.
@@ -32,9 +34,10 @@ fn kill_after(valet: &Valet, api: &Api, args: &[&str], parts: u64) -> (String, u
     (upload_id, held)
 }
 
-#[test]
-fn killed_uploads_resume_without_resending_finished_parts() {
-    let w = world("kim", ServiceOptions::default());
+on_every_store!(killed_uploads_resume_without_resending_finished_parts);
+
+fn killed_uploads_resume_without_resending_finished_parts(kind: StoreKind) {
+    let w = world_on(kind, "kim", ServiceOptions::default());
     let api = Api::new(&w.service.url, &w.token);
     let dir = tempfile::tempdir().unwrap();
     let file = random_file(dir.path(), "big.bin", MIB_210, 42);
@@ -88,7 +91,7 @@ fn killed_uploads_resume_without_resending_finished_parts() {
     let missing = MIB_210 - held_later;
     let sent_again = sent.saturating_sub(missing);
     eprintln!(
-        "measured: store held {held} then {held_later} of {MIB_210} bytes at the kills; \
+        "measured ({kind:?}): store held {held} then {held_later} of {MIB_210} bytes at the kills; \
          resume sent {sent}, of which {sent_again} again (bound {})",
         PARALLEL * PART_SIZE
     );

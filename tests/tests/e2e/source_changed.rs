@@ -7,11 +7,14 @@ use valet_tests::files::random_file;
 use valet_tests::service::ServiceOptions;
 use valet_tests::{PART_SIZE, wait_for};
 
-use crate::helpers::{unfinished, world};
+use valet_tests::store::StoreKind;
 
-#[test]
-fn a_file_rewritten_during_its_upload_is_never_completed() {
-    let w = world("cole", ServiceOptions::default());
+use crate::helpers::{on_every_store, unfinished, world_on};
+
+on_every_store!(a_file_rewritten_during_its_upload_is_never_completed);
+
+fn a_file_rewritten_during_its_upload_is_never_completed(kind: StoreKind) {
+    let w = world_on(kind, "cole", ServiceOptions::default());
     let dir = tempfile::tempdir().unwrap();
     let size = 8 * PART_SIZE;
     let file = random_file(dir.path(), "changing.bin", size, 1);

@@ -6,13 +6,23 @@ use valet_tests::files::{random_file, sha256_file};
 use valet_tests::service::ServiceOptions;
 use valet_tests::{MIB_210, PART_SIZE};
 
-use crate::helpers::world;
+use valet_tests::store::StoreKind;
 
-#[test]
-fn every_size_arrives_byte_identical_and_verified() {
-    let w = world("alice", ServiceOptions::default());
+use crate::helpers::{on_every_store, world_on};
+
+on_every_store!(every_size_arrives_byte_identical_and_verified);
+
+fn every_size_arrives_byte_identical_and_verified(kind: StoreKind) {
+    let w = world_on(kind, "alice", ServiceOptions::default());
     let dir = tempfile::tempdir().unwrap();
-    let sizes = [0, 1, PART_SIZE - 1, PART_SIZE, PART_SIZE + 1, MIB_210];
+    let all_sizes = [0, 1, PART_SIZE - 1, PART_SIZE, PART_SIZE + 1, MIB_210];
+    // gcp-storage-emulator 2026.7.19 drops the connection on an empty XML-API PUT (its handler
+    // takes the missing body for None: `len(request.data)` raises), so an empty file cannot be
+    // sent to it; real GCS accepts one. Every other size runs on every store.
+    let sizes: Vec<u64> = all_sizes
+        .into_iter()
+        .filter(|&size| !(kind == StoreKind::Gcs && size == 0))
+        .collect();
     let files: Vec<_> = sizes
         .iter()
         .enumerate()
@@ -70,9 +80,10 @@ fn every_size_arrives_byte_identical_and_verified() {
             Some(local_sha256.as_str()),
             "{name}: the service recorded the sha256"
         );
-        assert!(
-            store.object_tagging_xml(object).contains(&local_sha256),
-            "{name}: the sha256 is also tagged on the object"
+        assert_eq!(
+            store.recorded_sha256(object).as_deref(),
+            Some(local_sha256.as_str()),
+            "{name}: the sha256 is also recorded on the object ({kind:?})"
         );
     }
 }

@@ -1,17 +1,19 @@
 use valet_protocol::{
-    CompleteUpload, CreateUpload, ErrorCode, PartDigest, PartKeys, PartKeysRequest, PartReceipt,
-    UploadCreated, UploadList, UploadStatus,
+    CompleteUpload, CreateUpload, ErrorCode, PartKeys, PartKeysRequest, PartReceipt, UploadCreated,
+    UploadList, UploadStatus,
 };
 use valet_tests::PART_SIZE;
 use valet_tests::api::Api;
-use valet_tests::files::sha256_b64;
 use valet_tests::service::ServiceOptions;
 
-use crate::helpers::world;
+use valet_tests::store::StoreKind;
 
-#[test]
-fn one_user_cannot_touch_another_users_upload() {
-    let w = world("ann", ServiceOptions::default());
+use crate::helpers::{on_every_store, part_digest, world_on};
+
+on_every_store!(one_user_cannot_touch_another_users_upload);
+
+fn one_user_cannot_touch_another_users_upload(kind: StoreKind) {
+    let w = world_on(kind, "ann", ServiceOptions::default());
     let bob_token = w.service.add_user_with_token("bob");
     let ann = Api::new(&w.service.url, &w.token);
     let bob = Api::new(&w.service.url, &bob_token);
@@ -25,11 +27,7 @@ fn one_user_cannot_touch_another_users_upload() {
     };
     let upload: UploadCreated = ann.post("/uploads", &create).unwrap();
     let id = &upload.upload_id;
-    let digest = PartDigest {
-        number: 1,
-        size: 10,
-        sha256: sha256_b64(&[0u8; 10]),
-    };
+    let digest = part_digest(1, &[0u8; 10]);
     let keys = PartKeysRequest {
         parts: vec![digest.clone()],
     };

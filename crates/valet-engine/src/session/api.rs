@@ -306,6 +306,8 @@ mod tests {
             number,
             size: 5,
             sha256: "x".into(),
+            md5: None,
+            crc64: None,
         }
     }
 
@@ -374,6 +376,7 @@ mod tests {
         let info = StoreInfo {
             kind: valet_protocol::StoreKind::S3,
             origin: "http://s3.example.com".into(),
+            part_checksums: vec![],
         };
         assert_eq!(
             StoreTarget::new(&info, 60).unwrap_err().code(),

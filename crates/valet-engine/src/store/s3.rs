@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use reqwest::header::{CONTENT_LENGTH, ETAG};
+use reqwest::header::{CONTENT_LENGTH, ETAG, HeaderMap};
 
 use crate::error::Error;
 use crate::http::{self, MAX_STORE_ERROR_BYTES};
@@ -37,14 +37,31 @@ pub(crate) enum PartFailure {
 /// Called with the size of every body chunk as it is handed to the connection.
 pub(crate) type OnSent = Arc<dyn Fn(u64) + Send + Sync>;
 
-/// Sends part `lease.key.number` once; the store's `ETag` when it accepted the bytes.
-pub(crate) async fn put_part(
+/// The receipt of an accepted `UploadPart`: its `ETag`.
+pub(crate) fn receipt(lease: &KeyLease, headers: &HeaderMap) -> Result<String, PartFailure> {
+    headers
+        .get(ETAG)
+        .and_then(|v| v.to_str().ok())
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            PartFailure::Fatal(Error::BadReply {
+                from: urls::redact(&lease.url),
+                what: format!("part {} accepted without an ETag", lease.key.number),
+            })
+        })
+}
+
+/// Sends part `lease.key.number` once with exactly the key's method, URL and headers (every
+/// store's keys are plain pre-signed `PUT`s); the answer's headers when the store accepted
+/// the bytes. Store error documents are XML `<Error><Code>…<Message>…` on all three stores.
+pub(crate) async fn send(
     client: &reqwest::Client,
     lease: &KeyLease,
     body: Bytes,
     limit: Option<Arc<RateLimit>>,
     on_sent: OnSent,
-) -> Result<String, PartFailure> {
+) -> Result<HeaderMap, PartFailure> {
     let part = lease.key.number;
     let len = body.len();
     let chunk = limit.as_ref().map_or(CHUNK, |l| l.chunk_size());
@@ -94,19 +111,10 @@ pub(crate) async fn put_part(
     let status = response.status().as_u16();
     tracing::debug!(part, url = %shown, status, "store answer");
     if (200..300).contains(&status) {
-        let etag = response
-            .headers()
-            .get(ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let headers = response.headers().clone();
         // Drain the (empty) body so the connection can be reused.
         let _ = http::read_capped(response, MAX_STORE_ERROR_BYTES).await;
-        return etag.filter(|e| !e.is_empty()).ok_or_else(|| {
-            PartFailure::Fatal(Error::BadReply {
-                from: shown,
-                what: format!("part {part} accepted without an ETag"),
-            })
-        });
+        return Ok(headers);
     }
     let body = match http::read_capped(response, MAX_STORE_ERROR_BYTES).await {
         Ok(body) => body,
@@ -126,16 +134,30 @@ pub(crate) fn classify(part: u32, status: u16, code: String, message: String) ->
         format!("HTTP {status} {code}")
     };
     match (status, code.as_str()) {
-        (400, "BadDigest" | "XAmzContentSHA256Mismatch" | "XAmzContentChecksumMismatch") => {
-            PartFailure::BadDigest
-        }
+        // S3 and GCS say BadDigest; Azure Md5Mismatch / Crc64Mismatch (Azurite: InvalidOperation,
+        // "Provided contentMD5 doesn't match.").
+        (
+            400,
+            "BadDigest"
+            | "XAmzContentSHA256Mismatch"
+            | "XAmzContentChecksumMismatch"
+            | "Md5Mismatch"
+            | "Crc64Mismatch",
+        ) => PartFailure::BadDigest,
+        (400, "InvalidOperation") if message.contains("contentMD5") => PartFailure::BadDigest,
+        // GCS answers an expired V4 signature with 400 ExpiredToken.
+        (400, "ExpiredToken") => PartFailure::Expired(reason),
         // S3 closes uploads that stall: "Your socket connection to the server was not read
         // from or written to within the timeout period."
         (400, "RequestTimeout") => PartFailure::Retryable(reason),
         (403, "ExpiredToken" | "RequestExpired" | "TokenRefreshRequired") => {
             PartFailure::Expired(reason)
         }
-        (403, _) if message.to_ascii_lowercase().contains("expired") => {
+        // Azure: "Signature not valid in the specified time frame".
+        (403, _)
+            if message.to_ascii_lowercase().contains("expired")
+                || message.contains("time frame") =>
+        {
             PartFailure::Expired(reason)
         }
         (403, _) => PartFailure::Forbidden(reason),
@@ -212,6 +234,17 @@ mod tests {
     fn failures_are_classified() {
         let c = |status, code: &str| classify(3, status, code.into(), String::new());
         assert!(matches!(c(400, "BadDigest"), PartFailure::BadDigest));
+        assert!(matches!(c(400, "Md5Mismatch"), PartFailure::BadDigest));
+        assert!(matches!(
+            classify(
+                1,
+                400,
+                "InvalidOperation".into(),
+                "Provided contentMD5 doesn't match.".into()
+            ),
+            PartFailure::BadDigest
+        ));
+        assert!(matches!(c(400, "ExpiredToken"), PartFailure::Expired(_)));
         assert!(matches!(c(503, "SlowDown"), PartFailure::Retryable(_)));
         assert!(matches!(c(500, ""), PartFailure::Retryable(_)));
         assert!(matches!(c(429, ""), PartFailure::Retryable(_)));

@@ -405,6 +405,11 @@ impl Engine {
             }
             _ => self.create(&entry, options).await?,
         };
+        let (kind, checksums) = {
+            let journal = self.journal.clone();
+            let id = entry.id;
+            blocking(move || journal.store_protocol(id)).await?
+        };
 
         let already_stored: u64 = done.values().map(|r| r.size).sum();
         events.emit(Event::Started {
@@ -422,6 +427,8 @@ impl Engine {
             upload: entry.id,
             upload_id: upload_id.clone(),
             store,
+            kind,
+            checksums,
             path: entry.path.clone(),
             stamp: entry.stamp,
             layout,
@@ -548,7 +555,9 @@ impl Engine {
             store.origin.clone(),
         );
         let ttl = created.key_ttl_secs;
+        let (kind, checksums) = (created.store.kind, created.store.part_checksums.clone());
         blocking(move || {
+            journal.set_store_protocol(id, kind, &checksums)?;
             journal.set_created(
                 id,
                 &upload_id,

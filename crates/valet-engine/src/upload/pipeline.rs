@@ -24,7 +24,9 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
-use valet_protocol::{MAX_KEYS_PER_REQUEST, PartDigest, PartLayout, PartReceipt};
+use valet_protocol::{
+    MAX_KEYS_PER_REQUEST, PartChecksum, PartDigest, PartLayout, PartReceipt, StoreKind,
+};
 
 use super::RateLimit;
 use super::reader::{self, ReadPart};
@@ -34,7 +36,7 @@ use crate::http::{Retry, RetryPolicy};
 use crate::journal::Journal;
 use crate::session::{KeyLease, Session, StoreTarget};
 use crate::source::FileStamp;
-use crate::store::s3::{self, PartFailure};
+use crate::store::{self, OnSent, PartFailure};
 use crate::urls;
 
 /// Parts read ahead of the senders (buffers beyond one per sender).
@@ -71,6 +73,10 @@ pub(crate) struct Run {
     pub(crate) upload: i64,
     pub(crate) upload_id: String,
     pub(crate) store: StoreTarget,
+    /// The store's protocol: how a part is sent and what its receipt is.
+    pub(crate) kind: StoreKind,
+    /// Digests the store checks per part, computed with the SHA-256.
+    pub(crate) checksums: Vec<PartChecksum>,
     pub(crate) path: PathBuf,
     pub(crate) stamp: FileStamp,
     pub(crate) layout: PartLayout,
@@ -84,12 +90,36 @@ pub(crate) struct Run {
     pub(crate) sent: AtomicU64,
 }
 
-/// A part with its SHA-256, waiting for a key.
+/// A part with its digests, waiting for a key.
 struct HashedPart {
     number: u32,
     bytes: Bytes,
     sha256: String,
+    md5: Option<String>,
+    crc64: Option<String>,
     _buffer: OwnedSemaphorePermit,
+}
+
+/// A part's digests, base64: SHA-256 always, MD5 and CRC-64 when the store checks them.
+struct Digests {
+    sha256: String,
+    md5: Option<String>,
+    crc64: Option<String>,
+}
+
+/// CRC-64/NVME, the CRC Azure calls `x-ms-content-crc64` (polynomial 0xAD93D23594C93659,
+/// reflected, as Microsoft's `azure-storage-extensions` computes it).
+const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_NVME);
+
+fn digests_of(bytes: &[u8], checksums: &[PartChecksum]) -> Digests {
+    let wants = |kind| checksums.contains(&kind);
+    Digests {
+        sha256: BASE64.encode(Sha256::digest(bytes)),
+        md5: wants(PartChecksum::Md5).then(|| BASE64.encode(md5::Md5::digest(bytes))),
+        // Azure sends the CRC's 8 bytes little-endian.
+        crc64: wants(PartChecksum::Crc64)
+            .then(|| BASE64.encode(CRC64.checksum(bytes).to_le_bytes())),
+    }
 }
 
 /// Closes the buffer semaphore when the run ends (normally or not), so a reader blocked on it
@@ -159,10 +189,16 @@ async fn hasher(
 ) -> Result<()> {
     while let Some(part) = parts.recv().await {
         let bytes = part.bytes.clone();
-        let digest = tokio::task::spawn_blocking(move || Sha256::digest(&bytes))
+        // A part the store holds already is only checked: its SHA-256 is enough.
+        let checksums = if run.done.contains_key(&part.number) {
+            Vec::new()
+        } else {
+            run.checksums.clone()
+        };
+        let digests = tokio::task::spawn_blocking(move || digests_of(&bytes, &checksums))
             .await
             .map_err(|e| Error::Invalid(format!("hashing stopped: {e}")))?;
-        let sha256 = BASE64.encode(digest);
+        let sha256 = digests.sha256;
         if let Some(done) = run.done.get(&part.number) {
             if done.sha256 != sha256 || done.size != part.bytes.len() as u64 {
                 return Err(Error::SourceChanged {
@@ -179,6 +215,8 @@ async fn hasher(
             number: part.number,
             bytes: part.bytes,
             sha256,
+            md5: digests.md5,
+            crc64: digests.crc64,
             _buffer: part.permit,
         };
         if hashed.send(next).await.is_err() {
@@ -222,6 +260,8 @@ fn digest(part: &HashedPart) -> PartDigest {
         number: part.number,
         size: part.bytes.len() as u64,
         sha256: part.sha256.clone(),
+        md5: part.md5.clone(),
+        crc64: part.crc64.clone(),
     }
 }
 
@@ -258,7 +298,7 @@ async fn send_part(run: &Run, part: HashedPart, mut lease: KeyLease) -> Result<(
             lease = renew(run, &part, &mut renewals).await?;
         }
         let attempt_sent = Arc::new(AtomicU64::new(0));
-        let on_sent: s3::OnSent = {
+        let on_sent: OnSent = {
             let attempt_sent = attempt_sent.clone();
             let events = run.events.clone();
             let upload = run.upload;
@@ -271,7 +311,8 @@ async fn send_part(run: &Run, part: HashedPart, mut lease: KeyLease) -> Result<(
                 });
             })
         };
-        let outcome = s3::put_part(
+        let outcome = store::put_part(
+            run.kind,
             &run.client,
             &lease,
             part.bytes.clone(),
@@ -420,6 +461,25 @@ async fn journal_receipt(run: &Run, part: &HashedPart, etag: String) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_digests_match_independent_computations() {
+        // MD5 of "hello world" (RFC 1321 implementations agree); CRC-64 values computed by
+        // Microsoft's azure-storage-extensions 1.x (`checksums.crc64.compute(data, 0)`, sent
+        // little-endian, as azure-storage-blob does).
+        let d = digests_of(b"hello world", &[PartChecksum::Md5, PartChecksum::Crc64]);
+        assert_eq!(d.md5.as_deref(), Some("XrY7u+Ae7tCTyyK7j1rNww=="));
+        assert_eq!(d.crc64.as_deref(), Some("vo7q9sPVKY0="));
+        let big: Vec<u8> = (0..=255u8).cycle().take(256 * 40).collect();
+        let d = digests_of(&big, &[PartChecksum::Crc64]);
+        assert_eq!(d.crc64.as_deref(), Some("mUXr6IU+duE="));
+        assert_eq!(d.md5, None, "only what the store asks for");
+        assert_eq!(
+            CRC64.checksum(b"123456789"),
+            0xae8b_1486_0a79_9888,
+            "CRC-64/NVME check value"
+        );
+    }
 
     const MIB: u64 = 1024 * 1024;
     const GIB: u64 = 1024 * MIB;

@@ -141,6 +141,7 @@ impl Runner {
             .collect::<Result<Vec<_>>>()?;
         let ledger = Ledger::open_in(&options.data_dir)?;
         let (fs_tx, fs_rx) = mpsc::unbounded_channel();
+        let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
         // The debouncer folds bursts of events per path; the settle rule decides readiness.
         let debounce =
             (options.settle / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
@@ -165,8 +166,8 @@ impl Runner {
             files: HashMap::new(),
             ready: VecDeque::new(),
             ready_tx,
-            outcomes_tx: mpsc::unbounded_channel().0,
-            outcomes_rx: mpsc::unbounded_channel().1,
+            outcomes_tx,
+            outcomes_rx,
             events,
             fs_rx,
             debouncer,
@@ -177,7 +178,6 @@ impl Runner {
                 .with_jitter()
                 .without_max_times(),
         };
-        (runner.outcomes_tx, runner.outcomes_rx) = mpsc::unbounded_channel();
         for i in 0..runner.roots.len() {
             runner.watch_root(i).map_err(|detail| Error::Settings {
                 path: runner.roots[i].path.clone(),
@@ -352,13 +352,23 @@ impl Runner {
                 EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
                     (Touch::Closed, &event.paths)
                 }
-                EventKind::Access(_) | EventKind::Remove(_) => continue,
-                EventKind::Modify(ModifyKind::Name(RenameMode::From)) => continue,
-                // A rename: the new name is last.
-                EventKind::Modify(ModifyKind::Name(_)) => (
-                    Touch::Seen,
-                    event.paths.last().map(std::slice::from_ref).unwrap_or(&[]),
-                ),
+                EventKind::Access(_) => continue,
+                EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
+                    for path in &event.paths {
+                        self.forget(path);
+                    }
+                    continue;
+                }
+                // A rename: the old name (when known) first, the new name last.
+                EventKind::Modify(ModifyKind::Name(_)) => {
+                    if let [old, _new] = event.paths.as_slice() {
+                        self.forget(old);
+                    }
+                    (
+                        Touch::Seen,
+                        event.paths.last().map(std::slice::from_ref).unwrap_or(&[]),
+                    )
+                }
                 EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any)
                     if CLOSE_EVENTS =>
                 {
@@ -426,6 +436,14 @@ impl Runner {
                     Track::Settling(Pending::new(now, Some(stamp), touch)),
                 );
             }
+        }
+    }
+
+    /// A path that is gone (deleted, renamed away) is no longer tracked, unless its upload is
+    /// under way (the uploader reports how that ends).
+    fn forget(&mut self, path: &Path) {
+        if !matches!(self.files.get(path), None | Some(Track::InFlight { .. })) {
+            self.files.remove(path);
         }
     }
 

@@ -25,7 +25,9 @@ use crate::auth::Caller;
 use crate::checksum;
 use crate::config::VerifyMode;
 use crate::db::uploads::{self, UploadRow, Verified};
-use crate::store::s3::{Completed, ListedPart, ObjectHead, PartToComplete, bare_etag};
+use crate::store::{
+    CheckFailed, Completed, Finish, ListedPart, ObjectHead, PartToComplete, bare_etag,
+};
 
 /// Most part problems spelled out in one message.
 const MAX_PROBLEMS_SHOWN: usize = 20;
@@ -79,6 +81,12 @@ pub async fn complete(
     let layout = layout_of(&row);
     let signed = uploads::part_digests(state.db(), &row.id).await?;
     check_receipts(&layout, &request.parts, &signed)?;
+    if state.store().kind() == valet_protocol::StoreKind::Gcs {
+        // On GCS a part's receipt is the MD5 its key was issued for; the listing below then
+        // compares it with the MD5 of the bytes the store holds.
+        let signed_md5 = uploads::part_md5s(state.db(), &row.id).await?;
+        check_receipt_md5s(&request.parts, &signed_md5)?;
+    }
     let listed = match state
         .store()
         .list_parts(&row.object_key, &row.store_upload_id)
@@ -93,39 +101,47 @@ pub async fn complete(
     // Whether this request assembles the object (then a failed verification may delete it), or
     // verifies one found at the key (maybe an earlier upload of the same name).
     let completed_now = listed.is_some();
-    let (completed, part_sha256s) = match listed {
+    let (completed, parts) = match listed {
         Some(listed) => {
             let to_complete = check_listing(&layout, &request.parts, &listed)?;
+            let finish = Finish {
+                content_type: &row.content_type,
+                sha256_hex: &file_sha256,
+            };
             let completed = match state
                 .store()
-                .complete(&row.object_key, &row.store_upload_id, &to_complete)
+                .complete(&row.object_key, &row.store_upload_id, &to_complete, finish)
                 .await
             {
                 Ok(done) => done,
                 Err(e) => return Err(completion_refused(e)),
             };
-            let sha256s = to_complete.into_iter().map(|p| p.sha256_b64).collect();
-            (completed, sha256s)
+            (completed, to_complete)
         }
         None => {
-            tracing::info!(upload = %row.id, "multipart upload already completed on the store; verifying");
+            tracing::info!(upload = %row.id, "upload already completed on the store; verifying");
             let mut receipts: Vec<&PartReceipt> = request.parts.iter().collect();
             receipts.sort_by_key(|r| r.number);
-            let sha256s: Vec<String> = receipts.into_iter().map(|r| r.sha256.clone()).collect();
+            let parts = receipts
+                .into_iter()
+                .map(|r| PartToComplete {
+                    number: r.number,
+                    etag: bare_etag(&r.etag),
+                    sha256_b64: r.sha256.clone(),
+                    size: r.size,
+                    crc32c: None,
+                })
+                .collect();
             let nothing_reported = Completed {
                 etag: None,
                 checksum_sha256: None,
             };
-            (nothing_reported, sha256s)
+            (nothing_reported, parts)
         }
     };
 
-    let digests: Vec<[u8; 32]> = part_sha256s
-        .iter()
-        .filter_map(|b64| checksum::decode_part_sha256(b64))
-        .collect();
     let now = OffsetDateTime::now_utc();
-    match verify(&state, &row, &file_sha256, &digests, &completed).await {
+    match verify(&state, &row, &file_sha256, &parts, &completed).await {
         Ok(facts) => {
             uploads::mark_verified(
                 state.db(),
@@ -141,7 +157,7 @@ pub async fn complete(
             if state.config().store.tag_objects
                 && let Err(e) = state
                     .store()
-                    .put_tag(&row.object_key, "sha256", &file_sha256)
+                    .record_sha256(&row.object_key, &file_sha256)
                     .await
             {
                 tracing::warn!(upload = %row.id, error = %e, "could not tag the object");
@@ -321,7 +337,10 @@ fn check_listing(
         {
             problems.insert(
                 number,
-                format!("part {number}: the store holds another upload of it (ETag differs)"),
+                format!(
+                    "part {number}: the store holds other bytes or another upload of it \
+                     (ETag, block id or MD5 differs)"
+                ),
             );
             continue;
         }
@@ -338,6 +357,8 @@ fn check_listing(
             number,
             etag: stored.etag.clone().unwrap_or(receipt_etag),
             sha256_b64: receipt.sha256.clone(),
+            size,
+            crc32c: stored.crc32c,
         });
     }
     if problems.is_empty() {
@@ -352,7 +373,7 @@ fn completion_refused(e: crate::Error) -> Failure {
     match e.store_code() {
         Some(
             code @ ("InvalidPart" | "InvalidPartOrder" | "EntityTooSmall" | "BadDigest"
-            | "InvalidDigest"),
+            | "InvalidDigest" | "InvalidBlockList"),
         ) => Failure::new(
             ErrorCode::PartsMismatch,
             format!("the store refused the parts ({code}); re-upload them"),
@@ -402,7 +423,7 @@ async fn verify(
     state: &AppState,
     row: &UploadRow,
     file_sha256: &str,
-    part_digests: &[[u8; 32]],
+    parts: &[PartToComplete],
     completed: &Completed,
 ) -> Result<VerifiedFacts, Doubt> {
     let head = match state.store().head(&row.object_key).await {
@@ -415,7 +436,7 @@ async fn verify(
         Err(e) => return Err(Doubt::StoreUnreachable(e)),
     };
     let found_etag = head.etag.clone();
-    check_object(state, row, file_sha256, part_digests, completed, head)
+    check_object(state, row, file_sha256, parts, completed, head)
         .await
         .map_err(|doubt| match doubt {
             Doubt::Mismatch { reason, .. } => Doubt::Mismatch { reason, found_etag },
@@ -428,7 +449,7 @@ async fn check_object(
     state: &AppState,
     row: &UploadRow,
     file_sha256: &str,
-    part_digests: &[[u8; 32]],
+    parts: &[PartToComplete],
     completed: &Completed,
     head: ObjectHead,
 ) -> Result<VerifiedFacts, Doubt> {
@@ -440,29 +461,17 @@ async fn check_object(
         )
         .into());
     }
-    let store_checksum = completed
-        .checksum_sha256
-        .clone()
-        .or_else(|| head.checksum_sha256.clone());
-    match state.config().store.verify {
-        VerifyMode::Checksum => {
-            if part_digests.len() != usize::try_from(row.part_count).unwrap_or(0) {
-                return Err("part digests are incomplete".to_owned().into());
-            }
-            let expected = checksum::composite_sha256(part_digests);
-            let expected_digest = expected.rsplit_once('-').map_or("", |(d, _)| d);
-            match store_checksum.as_deref() {
-                Some(reported) if reported == expected || reported == expected_digest => {}
-                Some(_) => {
-                    return Err(
-                        "the store's composite SHA-256 differs from the signed part digests"
-                            .to_owned()
-                            .into(),
-                    );
-                }
-                None => return Err("the store reported no SHA-256 checksum".to_owned().into()),
-            }
-        }
+    if parts.len() != usize::try_from(row.part_count).unwrap_or(0) {
+        return Err("part digests are incomplete".to_owned().into());
+    }
+    let store_checksum = match state.config().store.verify {
+        VerifyMode::Checksum => store
+            .check_assembled(&row.object_key, parts, completed, &head, file_sha256)
+            .await
+            .map_err(|e| match e {
+                CheckFailed::Mismatch(reason) => Doubt::from(reason),
+                CheckFailed::Unreachable(e) => Doubt::StoreUnreachable(e),
+            })?,
         VerifyMode::ReadBack => {
             let (digest, len) = store
                 .read_back_sha256(&row.object_key)
@@ -476,13 +485,42 @@ async fn check_object(
                     .to_owned()
                     .into());
             }
+            completed
+                .checksum_sha256
+                .clone()
+                .or_else(|| head.checksum_sha256.clone())
         }
-    }
+    };
     Ok(VerifiedFacts {
         size: head.size,
         etag: completed.etag.clone().or(head.etag).unwrap_or_default(),
         store_checksum,
     })
+}
+
+/// On GCS each receipt's ETag is the part's MD5: it must be the one its newest key signed.
+fn check_receipt_md5s(
+    receipts: &[PartReceipt],
+    signed_md5: &BTreeMap<u32, String>,
+) -> Result<(), Failure> {
+    let problems: BTreeMap<u32, String> = receipts
+        .iter()
+        .filter(|r| signed_md5.get(&r.number) != Some(&bare_etag(&r.etag)))
+        .map(|r| {
+            (
+                r.number,
+                format!(
+                    "part {}: MD5 differs from the one signed into its key",
+                    r.number
+                ),
+            )
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(parts_mismatch(&problems))
+    }
 }
 
 #[cfg(test)]
@@ -558,18 +596,21 @@ mod tests {
                 size: MIN_PART_SIZE,
                 etag: Some("etag1".into()),
                 checksum_sha256: None,
+                crc32c: None,
             },
             ListedPart {
                 number: 2,
                 size: MIN_PART_SIZE,
                 etag: None,
                 checksum_sha256: Some("sha2".into()),
+                crc32c: None,
             },
             ListedPart {
                 number: 3,
                 size: 1,
                 etag: None,
                 checksum_sha256: None,
+                crc32c: None,
             },
         ];
         let parts = check_listing(&layout(), &receipts, &listed).unwrap();

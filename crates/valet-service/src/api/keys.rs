@@ -17,12 +17,11 @@ use crate::auth::Caller;
 use crate::checksum;
 use crate::db::uploads;
 
-/// The header a key signs; the client must send it with exactly this value.
-pub const CHECKSUM_HEADER: &str = "x-amz-checksum-sha256";
-
-/// Issue keys for up to 100 parts. Each key is a pre-signed `UploadPart` URL with the part's
-/// `x-amz-checksum-sha256` signed in: the store refuses other bytes (400 BadDigest) and a
-/// changed header (403). Asking again for a part renews its key; the newest digest counts.
+/// Issue keys for up to 100 parts. On S3 each key is a pre-signed `UploadPart` URL with the
+/// part's `x-amz-checksum-sha256` signed in: the store refuses other bytes (400 BadDigest) and a
+/// changed header (403). On Azure it is a SAS for the one blob naming the part's block, sent
+/// with `Content-MD5`; on GCS a V4 signed `PUT` of the part's object with `Content-MD5` signed
+/// in (see `store/mod.rs`). Asking again for a part renews its key; the newest digest counts.
 #[utoipa::path(post, path = "/v1/uploads/{id}/keys", request_body = PartKeysRequest,
     security(("bearer" = [])),
     params(("id" = String, Path, description = "upload id")),
@@ -78,6 +77,9 @@ pub async fn issue(
                 ),
             ));
         }
+        if let Some(why) = state.store().refuse_digest(part) {
+            return Err(Failure::new(ErrorCode::BadRequest, why));
+        }
         if !seen.insert(part.number) {
             return Err(Failure::new(
                 ErrorCode::BadRequest,
@@ -97,16 +99,14 @@ pub async fn issue(
             part.number,
             part.size,
             &part.sha256,
+            part.md5.as_deref(),
             now,
         )
         .await?;
-        let url = state.store().presign_part(
-            &row.object_key,
-            &row.store_upload_id,
-            part.number,
-            &part.sha256,
-            ttl,
-        );
+        let (url, headers) = state
+            .store()
+            .presign_part(&row.object_key, &row.store_upload_id, part, ttl)
+            .await?;
         let mut entry = Entry::new(Event::KeyIssued, now);
         entry.user = Some(&caller.user);
         entry.upload_id = Some(&row.id);
@@ -119,7 +119,7 @@ pub async fn issue(
             number: part.number,
             method: "PUT".to_owned(),
             url: url.to_string(),
-            headers: vec![(CHECKSUM_HEADER.to_owned(), part.sha256.clone())],
+            headers,
             expires_in_secs: ttl.as_secs(),
             expires_at,
         });

@@ -23,7 +23,7 @@ use valet_protocol::{ApiError, ErrorCode};
 
 use crate::config::Config;
 use crate::db::Db;
-use crate::store::S3Store;
+use crate::store::Store;
 use crate::{Error, openapi};
 
 /// Largest JSON body accepted: 100 part digests are about 10 KiB, so 1 MiB is plenty.
@@ -38,7 +38,7 @@ pub struct AppState {
 #[derive(Debug)]
 struct Inner {
     db: Db,
-    store: S3Store,
+    store: Store,
     config: Config,
     /// Uploads whose completion is running now, so a retry in flight is told to wait instead
     /// of completing twice.
@@ -47,7 +47,7 @@ struct Inner {
 
 impl AppState {
     /// State over an opened database and a store.
-    pub fn new(db: Db, store: S3Store, config: Config) -> Self {
+    pub fn new(db: Db, store: Store, config: Config) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -64,7 +64,7 @@ impl AppState {
     }
 
     /// The store.
-    pub fn store(&self) -> &S3Store {
+    pub fn store(&self) -> &Store {
         &self.inner.store
     }
 

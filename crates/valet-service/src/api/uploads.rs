@@ -65,6 +65,20 @@ pub async fn create(
         LayoutError::TooLarge { .. } => Failure::new(ErrorCode::TooLarge, e.to_string()),
         _ => Failure::new(ErrorCode::BadRequest, e.to_string()),
     })?;
+    if state.store().kind() == StoreKind::Gcs
+        && layout.part_count > crate::store::gcs::MAX_COMPONENTS
+    {
+        let least = request
+            .size
+            .div_ceil(u64::from(crate::store::gcs::MAX_COMPONENTS));
+        return Err(Failure::new(
+            ErrorCode::BadRequest,
+            format!(
+                "this store composes at most {} parts; use parts of at least {least} bytes",
+                crate::store::gcs::MAX_COMPONENTS
+            ),
+        ));
+    }
     let quota = config.limits.user_quota.map(|q| q.as_u64());
     let over_quota = |used: u64| {
         Failure::new(
@@ -138,8 +152,9 @@ pub async fn create(
         object_key: row.object_key,
         layout,
         store: StoreInfo {
-            kind: StoreKind::S3,
+            kind: state.store().kind(),
             origin: state.store().origin().to_owned(),
+            part_checksums: state.store().part_checksums(),
         },
         key_ttl_secs: config.keys.ttl.as_secs(),
     }))

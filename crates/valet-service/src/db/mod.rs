@@ -18,8 +18,10 @@ use time::OffsetDateTime;
 use crate::Error;
 
 /// The schema, oldest first. Never edit an applied file: add a new one.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("migrations/0001_initial.sql")),
+    (2, "part md5", include_str!("migrations/0002_part_md5.sql")),
+];
 
 /// A handle on the database (cheap to clone).
 #[derive(Clone, Debug)]

@@ -268,6 +268,7 @@ pub async fn record_part_digest(
     part: u32,
     size: u64,
     sha256_b64: &str,
+    md5_b64: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<bool, Error> {
     let existed = sqlx::query("SELECT 1 FROM part_digests WHERE upload_id = ? AND part_number = ?")
@@ -277,19 +278,38 @@ pub async fn record_part_digest(
         .await?
         .is_some();
     sqlx::query(
-        "INSERT INTO part_digests (upload_id, part_number, size, sha256, issued_at)
-         VALUES (?, ?, ?, ?, ?)
+        "INSERT INTO part_digests (upload_id, part_number, size, sha256, md5, issued_at)
+         VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (upload_id, part_number)
-         DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, issued_at = excluded.issued_at",
+         DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, md5 = excluded.md5,
+                       issued_at = excluded.issued_at",
     )
     .bind(id)
     .bind(i64::from(part))
     .bind(to_i64(size))
     .bind(sha256_b64)
+    .bind(md5_b64)
     .bind(to_millis(now))
     .execute(db.pool())
     .await?;
     Ok(existed)
+}
+
+/// The MD5 (base64) the newest key of each part was issued for, where the store needed one.
+pub async fn part_md5s(db: &Db, id: &str) -> Result<BTreeMap<u32, String>, Error> {
+    let rows = sqlx::query(
+        "SELECT part_number, md5 FROM part_digests WHERE upload_id = ? AND md5 IS NOT NULL",
+    )
+    .bind(id)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let n = u32::try_from(r.get::<i64, _>("part_number")).ok()?;
+            Some((n, r.get::<String, _>("md5")))
+        })
+        .collect())
 }
 
 /// The digest (base64) signed into the newest key of each part, by part number.

@@ -1,10 +1,350 @@
-//! Object stores. One module per store protocol; S3 (and S3-compatible) for now, plus an
-//! embedded S3 store for `dev`.
+//! Object stores. One key issuer per store protocol, the same shape in each (`s3.rs`,
+//! `azure.rs`, `gcs.rs`): create an upload, sign a key for one part, list the parts the store
+//! holds, assemble them, look at the result. [`Store`] picks one per deployment; `dev.rs` is the
+//! embedded S3 store of `valet-service dev`.
+//!
+//! | | S3 | Azure Blob | GCS |
+//! |---|---|---|---|
+//! | upload | multipart upload | uncommitted blocks of the blob | temporary part objects |
+//! | key | presigned `UploadPart`, signs `x-amz-checksum-sha256` | SAS for the one blob, `cw` | V4 signed `PUT` of the part object, signs `Content-MD5` |
+//! | store checks per part | SHA-256 | `Content-MD5` (and `x-ms-content-crc64` when asked) | `Content-MD5` |
+//! | assemble | `CompleteMultipartUpload` | `Put Block List` (sets `x-ms-meta-sha256`) | `compose` (sets metadata `sha256`), then deletes the parts |
+//! | verify | composite SHA-256 of the signed digests | committed block list: ids, order, sizes | part MD5s as signed; object CRC32C = CRC32C of the parts combined |
 
+pub mod azure;
+mod azure_entra;
 pub mod azure_sas;
 pub mod dev;
+pub mod gcs;
 pub mod gcs_sign;
 pub mod s3;
 mod xml;
 
+use std::time::Duration;
+
+use url::Url;
+use valet_protocol::{PartChecksum, PartDigest, StoreKind};
+
+pub use azure::AzureStore;
+pub use gcs::GcsStore;
 pub use s3::S3Store;
+
+use crate::Error;
+use crate::checksum;
+use crate::config::{Config, StoreKindConfig};
+
+/// A part as the store lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedPart {
+    /// Part number.
+    pub number: u32,
+    /// Bytes stored.
+    pub size: u64,
+    /// What identifies this upload of the part: S3's ETag without quotes, Azure's block id,
+    /// GCS's MD5 (base64); compared with the client's receipt.
+    pub etag: Option<String>,
+    /// The part's SHA-256 (base64), where listed (AWS does; SeaweedFS and s3s-fs do not).
+    pub checksum_sha256: Option<String>,
+    /// The part's CRC32C as the store computed it (GCS).
+    pub crc32c: Option<u32>,
+}
+
+/// A part to assemble.
+#[derive(Debug, Clone)]
+pub struct PartToComplete {
+    /// Part number.
+    pub number: u32,
+    /// Its ETag (S3, without quotes) or block id (Azure) or MD5 (GCS).
+    pub etag: String,
+    /// Its SHA-256, base64 (required by S3 when the upload was created with SHA256).
+    pub sha256_b64: String,
+    /// Bytes in it.
+    pub size: u64,
+    /// Its CRC32C as the store listed it (GCS), to check the assembled object.
+    pub crc32c: Option<u32>,
+}
+
+/// What assembling answered.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    /// The object's ETag (without quotes) or generation (GCS).
+    pub etag: Option<String>,
+    /// The store's checksum of the object, where reported: S3's composite SHA-256 `…-N`,
+    /// GCS's CRC32C (base64).
+    pub checksum_sha256: Option<String>,
+}
+
+/// What the store says of an object.
+#[derive(Debug, Clone)]
+pub struct ObjectHead {
+    /// Bytes in the object.
+    pub size: u64,
+    /// ETag (without quotes), or generation (GCS).
+    pub etag: Option<String>,
+    /// The object's checksum where the store reports it: S3's SHA-256 (composite `…-N` for
+    /// multipart), GCS's CRC32C (base64).
+    pub checksum_sha256: Option<String>,
+}
+
+/// What the object gets when it is assembled.
+#[derive(Debug, Clone, Copy)]
+pub struct Finish<'a> {
+    /// Its content type.
+    pub content_type: &'a str,
+    /// The whole file's SHA-256, hex: kept as object metadata where the store sets it at
+    /// assembly (Azure, GCS).
+    pub sha256_hex: &'a str,
+}
+
+/// Why the assembled object is not accepted.
+#[derive(Debug)]
+pub enum CheckFailed {
+    /// It is not what the parts say.
+    Mismatch(String),
+    /// The store could not be asked.
+    Unreachable(Error),
+}
+
+/// ETags travel quoted (`"abc"`); compare and store them bare.
+pub fn bare_etag(etag: &str) -> String {
+    etag.trim().trim_matches('"').to_owned()
+}
+
+/// The store of a deployment.
+#[derive(Debug)]
+pub enum Store {
+    /// S3 or S3-compatible.
+    S3(S3Store),
+    /// Azure Blob Storage.
+    Azure(AzureStore),
+    /// Google Cloud Storage.
+    Gcs(GcsStore),
+}
+
+impl Store {
+    /// The store `config.store` describes, with its credentials (see docs/CONTRACTS.md).
+    pub fn from_config(config: &Config) -> Result<Self, Error> {
+        Ok(match config.store.kind {
+            StoreKindConfig::S3 => {
+                Self::S3(S3Store::new(&config.store, &config.store_credentials()?)?)
+            }
+            StoreKindConfig::Azure => Self::Azure(AzureStore::new(&config.store)?),
+            StoreKindConfig::Gcs => Self::Gcs(GcsStore::new(&config.store)?),
+        })
+    }
+
+    /// The protocol clients speak to it.
+    pub fn kind(&self) -> StoreKind {
+        match self {
+            Self::S3(_) => StoreKind::S3,
+            Self::Azure(_) => StoreKind::Azure,
+            Self::Gcs(_) => StoreKind::Gcs,
+        }
+    }
+
+    /// `scheme://host[:port]` every key URL starts with.
+    pub fn origin(&self) -> &str {
+        match self {
+            Self::S3(s) => s.origin(),
+            Self::Azure(s) => s.origin(),
+            Self::Gcs(s) => s.origin(),
+        }
+    }
+
+    /// Digests each key request must carry besides SHA-256.
+    pub fn part_checksums(&self) -> Vec<PartChecksum> {
+        match self {
+            Self::S3(_) => Vec::new(),
+            Self::Azure(s) => s.part_checksums(),
+            Self::Gcs(_) => vec![PartChecksum::Md5],
+        }
+    }
+
+    /// Why `part` cannot get a key from this store (a digest it needs is missing or malformed).
+    pub fn refuse_digest(&self, part: &PartDigest) -> Option<String> {
+        for kind in self.part_checksums() {
+            let (name, value, len) = match kind {
+                PartChecksum::Md5 => ("md5", &part.md5, 16),
+                PartChecksum::Crc64 => ("crc64", &part.crc64, 8),
+                _ => continue,
+            };
+            let ok = value
+                .as_deref()
+                .and_then(checksum::decode_base64)
+                .is_some_and(|bytes| bytes.len() == len);
+            if !ok {
+                return Some(format!(
+                    "part {}: this store needs {name}, standard base64 of {len} bytes",
+                    part.number
+                ));
+            }
+        }
+        None
+    }
+
+    /// Creates the bucket or container unless it exists (tests, `dev`).
+    pub async fn ensure_bucket(&self) -> Result<(), Error> {
+        match self {
+            Self::S3(s) => s.ensure_bucket().await,
+            Self::Azure(s) => s.ensure_container().await,
+            Self::Gcs(s) => s.ensure_bucket().await,
+        }
+    }
+
+    /// Starts an upload of `key`; the store's id for it.
+    pub async fn create_multipart(&self, key: &str, content_type: &str) -> Result<String, Error> {
+        match self {
+            Self::S3(s) => s.create_multipart(key, content_type).await,
+            Self::Azure(_) => Ok(crate::auth::random_text(16)),
+            Self::Gcs(s) => s.create(key).await,
+        }
+    }
+
+    /// A key for one part: its URL and the headers the request must carry exactly.
+    pub async fn presign_part(
+        &self,
+        key: &str,
+        store_upload_id: &str,
+        part: &PartDigest,
+        ttl: Duration,
+    ) -> Result<(Url, Vec<(String, String)>), Error> {
+        match self {
+            Self::S3(s) => Ok((
+                s.presign_part(key, store_upload_id, part.number, &part.sha256, ttl),
+                vec![(s3::CHECKSUM_HEADER.to_owned(), part.sha256.clone())],
+            )),
+            Self::Azure(s) => s.presign_part(key, store_upload_id, part, ttl).await,
+            Self::Gcs(s) => s.presign_part(store_upload_id, part, ttl).await,
+        }
+    }
+
+    /// Every part the store holds for the upload, in part order. An upload the store no
+    /// longer knows (completed, or dropped) is [`Error::StoreRejected`] with code
+    /// `NoSuchUpload`, whatever the store.
+    pub async fn list_parts(
+        &self,
+        key: &str,
+        store_upload_id: &str,
+    ) -> Result<Vec<ListedPart>, Error> {
+        match self {
+            Self::S3(s) => s.list_parts(key, store_upload_id).await,
+            Self::Azure(s) => s.list_parts(key, store_upload_id).await,
+            Self::Gcs(s) => s.list_parts(store_upload_id).await,
+        }
+    }
+
+    /// Assembles the object from `parts`.
+    pub async fn complete(
+        &self,
+        key: &str,
+        store_upload_id: &str,
+        parts: &[PartToComplete],
+        finish: Finish<'_>,
+    ) -> Result<Completed, Error> {
+        match self {
+            Self::S3(s) => s.complete(key, store_upload_id, parts).await,
+            Self::Azure(s) => s.commit(key, store_upload_id, parts, finish).await,
+            Self::Gcs(s) => s.compose(key, store_upload_id, parts, finish).await,
+        }
+    }
+
+    /// Drops what the store holds of an unfinished upload. An upload the store no longer knows
+    /// counts as aborted.
+    pub async fn abort(&self, key: &str, store_upload_id: &str) -> Result<(), Error> {
+        match self {
+            Self::S3(s) => s.abort(key, store_upload_id).await,
+            // Uncommitted blocks cannot be deleted one by one: Azure discards them after a
+            // week, or at the next commit of the blob. The blob itself may be an earlier
+            // upload of the same name, so it is left alone.
+            Self::Azure(_) => Ok(()),
+            Self::Gcs(s) => s.delete_parts(store_upload_id).await,
+        }
+    }
+
+    /// Size, ETag and checksum of the object.
+    pub async fn head(&self, key: &str) -> Result<ObjectHead, Error> {
+        match self {
+            Self::S3(s) => s.head(key).await,
+            Self::Azure(s) => s.head(key).await,
+            Self::Gcs(s) => s.head(key).await,
+        }
+    }
+
+    /// Reads the object and returns its SHA-256 and length, streaming.
+    pub async fn read_back_sha256(&self, key: &str) -> Result<([u8; 32], u64), Error> {
+        match self {
+            Self::S3(s) => s.read_back_sha256(key).await,
+            Self::Azure(s) => s.read_back_sha256(key).await,
+            Self::Gcs(s) => s.read_back_sha256(key).await,
+        }
+    }
+
+    /// Records the verified SHA-256 on the object where it is not there yet (S3 tags it;
+    /// Azure and GCS set it as metadata when assembling).
+    pub async fn record_sha256(&self, key: &str, sha256_hex: &str) -> Result<(), Error> {
+        match self {
+            Self::S3(s) => s.put_tag(key, "sha256", sha256_hex).await,
+            Self::Azure(_) | Self::Gcs(_) => Ok(()),
+        }
+    }
+
+    /// Deletes the object (a refused completion must leave nothing behind).
+    pub async fn delete(&self, key: &str) -> Result<(), Error> {
+        match self {
+            Self::S3(s) => s.delete(key).await,
+            Self::Azure(s) => s.delete(key).await,
+            Self::Gcs(s) => s.delete(key).await,
+        }
+    }
+
+    /// Checks the assembled object against its parts, by what the store reports (the
+    /// `checksum` verify mode). The store's checksum of the object, when it reports one.
+    pub async fn check_assembled(
+        &self,
+        key: &str,
+        parts: &[PartToComplete],
+        completed: &Completed,
+        head: &ObjectHead,
+        file_sha256: &str,
+    ) -> Result<Option<String>, CheckFailed> {
+        let reported = completed
+            .checksum_sha256
+            .clone()
+            .or_else(|| head.checksum_sha256.clone());
+        match self {
+            Self::S3(_) => {
+                let digests: Vec<[u8; 32]> = parts
+                    .iter()
+                    .filter_map(|p| checksum::decode_part_sha256(&p.sha256_b64))
+                    .collect();
+                if digests.len() != parts.len() {
+                    return Err(CheckFailed::Mismatch("part digests are incomplete".into()));
+                }
+                let expected = checksum::composite_sha256(&digests);
+                let expected_digest = expected.rsplit_once('-').map_or("", |(d, _)| d);
+                match reported.as_deref() {
+                    Some(r) if r == expected || r == expected_digest => Ok(reported),
+                    Some(_) => Err(CheckFailed::Mismatch(
+                        "the store's composite SHA-256 differs from the signed part digests".into(),
+                    )),
+                    None => Err(CheckFailed::Mismatch(
+                        "the store reported no SHA-256 checksum".into(),
+                    )),
+                }
+            }
+            Self::Azure(s) => s.check_committed(key, parts).await.map(|()| None),
+            Self::Gcs(s) => s.check_composed(key, parts, reported, file_sha256).await,
+        }
+    }
+}
+
+/// Whether `url` points at this machine (an emulator): only there may keys travel over
+/// plain HTTP and the GCS JSON API go unauthenticated.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => false,
+    }
+}

@@ -14,6 +14,7 @@ use sha2::{Digest as _, Sha256};
 use url::Url;
 
 use super::xml::{self, S3ErrorBody};
+use super::{Completed, ListedPart, ObjectHead, PartToComplete, bare_etag};
 use crate::Error;
 use crate::config::{StoreConfig, StoreCredentials};
 
@@ -29,54 +30,8 @@ pub struct S3Store {
     origin: String,
 }
 
-/// A part as the store lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListedPart {
-    /// Part number.
-    pub number: u32,
-    /// Bytes stored.
-    pub size: u64,
-    /// ETag without quotes, where listed.
-    pub etag: Option<String>,
-    /// The part's SHA-256 (base64), where listed (AWS does; SeaweedFS and s3s-fs do not).
-    pub checksum_sha256: Option<String>,
-}
-
-/// A part to name in `CompleteMultipartUpload`.
-#[derive(Debug, Clone)]
-pub struct PartToComplete {
-    /// Part number.
-    pub number: u32,
-    /// Its ETag (without quotes).
-    pub etag: String,
-    /// Its SHA-256, base64 (required by S3 when the upload was created with SHA256).
-    pub sha256_b64: String,
-}
-
-/// What `CompleteMultipartUpload` answered.
-#[derive(Debug, Clone)]
-pub struct Completed {
-    /// The object's ETag (without quotes).
-    pub etag: Option<String>,
-    /// The composite checksum, `…-N`, where reported.
-    pub checksum_sha256: Option<String>,
-}
-
-/// What `HeadObject` answered.
-#[derive(Debug, Clone)]
-pub struct ObjectHead {
-    /// Bytes in the object.
-    pub size: u64,
-    /// ETag (without quotes).
-    pub etag: Option<String>,
-    /// The object's SHA-256 checksum where the store reports it (composite `…-N` for multipart).
-    pub checksum_sha256: Option<String>,
-}
-
-/// ETags travel quoted (`"abc"`); compare and store them bare.
-pub fn bare_etag(etag: &str) -> String {
-    etag.trim().trim_matches('"').to_owned()
-}
+/// The header a part key signs; the client must send it with exactly this value.
+pub const CHECKSUM_HEADER: &str = "x-amz-checksum-sha256";
 
 impl S3Store {
     /// A store for `config` with these credentials. Does not contact it.
@@ -270,6 +225,7 @@ impl S3Store {
                 size: p.size,
                 etag: p.etag.as_deref().map(bare_etag),
                 checksum_sha256: p.checksum_sha256,
+                crc32c: None,
             }));
             let next = page
                 .next_part_number_marker
@@ -505,6 +461,8 @@ mod tests {
             number: 1,
             etag: "abc".into(),
             sha256_b64: "x+y/=".into(),
+            size: 1,
+            crc32c: None,
         }]);
         assert!(body.contains("<Part><PartNumber>1</PartNumber><ETag>\"abc\"</ETag><ChecksumSHA256>x+y/=</ChecksumSHA256></Part>"), "{body}");
     }
