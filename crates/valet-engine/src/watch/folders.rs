@@ -23,6 +23,8 @@ pub(super) struct Root {
     pub(super) scope: Scope,
     /// `Some(identity)` while watched; `None` while missing.
     pub(super) watched: Option<DirId>,
+    /// Why it is missing, as last reported.
+    pub(super) missing: Option<String>,
 }
 
 /// What tells a folder from another one put in its place: its inode where the OS has one.
@@ -53,6 +55,7 @@ impl Root {
             path,
             to,
             watched: None,
+            missing: None,
         })
     }
 }

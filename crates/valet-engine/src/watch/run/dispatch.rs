@@ -261,13 +261,22 @@ impl Runner {
                         !file.starts_with(&path) || matches!(track, Track::InFlight { .. })
                     });
                     match probe {
-                        Err(reason) => self.emit(WatchEvent::FolderMissing { root: path, reason }),
+                        Err(reason) => self.missing(i, reason),
                         Ok(_) => self.back(i),
                     }
                 }
                 (None, Ok(_)) => self.back(i),
-                (None, Err(_)) => {}
+                (None, Err(reason)) => self.missing(i, reason),
             }
+        }
+    }
+
+    /// Reports a missing folder once per reason (not at every poll).
+    fn missing(&mut self, i: usize, reason: String) {
+        if self.roots[i].missing.as_ref() != Some(&reason) {
+            self.roots[i].missing = Some(reason.clone());
+            let root = self.roots[i].path.clone();
+            self.emit(WatchEvent::FolderMissing { root, reason });
         }
     }
 
@@ -275,10 +284,11 @@ impl Runner {
         let path = self.roots[i].path.clone();
         match self.watch_root(i) {
             Ok(()) => {
+                self.roots[i].missing = None;
                 self.emit(WatchEvent::FolderBack { root: path });
                 self.scan_root(i);
             }
-            Err(reason) => self.emit(WatchEvent::FolderMissing { root: path, reason }),
+            Err(reason) => self.missing(i, reason),
         }
     }
 }
