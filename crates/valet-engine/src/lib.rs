@@ -23,6 +23,7 @@ mod session;
 mod settings;
 mod source;
 mod store;
+pub mod transfers;
 mod upload;
 pub mod urls;
 pub mod watch;
