@@ -47,6 +47,21 @@ pub struct Config {
     pub limits: Limits,
     /// The object store.
     pub store: StoreConfig,
+    /// Further stores by name (`[stores.NAME]`, the same fields as `[store]`), for the users
+    /// `[routing]` sends there.
+    #[serde(default)]
+    pub stores: std::collections::BTreeMap<String, StoreConfig>,
+    /// Which users' uploads go to which named store; everyone else's go to `[store]`.
+    #[serde(default)]
+    pub routing: Routing,
+}
+
+/// `[routing]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Routing {
+    /// Account name to store name (`[routing.users] alice = "eu"`).
+    pub users: std::collections::BTreeMap<String, String>,
 }
 
 /// `[tls]`: PEM files.
@@ -289,6 +304,41 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// Checks what the types cannot; errors name the field under `at` (`store`, `stores.eu`).
+    pub fn validate(&self, at: &str) -> Result<(), Error> {
+        let field = |name: &str, why: &str| Err(Error::Config(format!("{at}.{name}: {why}")));
+        if !matches!(self.endpoint.scheme(), "http" | "https") || self.endpoint.host_str().is_none()
+        {
+            return field("endpoint", "must be an http:// or https:// URL");
+        }
+        if self.kind == StoreKindConfig::Gcs
+            && self.gcs.api_auth == GcsApiAuth::None
+            && !crate::store::is_loopback(&self.endpoint)
+        {
+            return field(
+                "gcs.api_auth",
+                "\"none\" is only for an emulator on a loopback endpoint",
+            );
+        }
+        if self.kind == StoreKindConfig::Azure
+            && self.azure.auth == AzureAuth::Entra
+            && (self.azure.tenant_id.is_none() || self.azure.client_id.is_none())
+        {
+            return field("azure", "auth = \"entra\" needs tenant_id and client_id");
+        }
+        if self.bucket.len() < 3 || self.bucket.len() > 63 {
+            return field("bucket", "must be 3 to 63 characters (S3 bucket rules)");
+        }
+        let prefix = self.prefix.trim_matches('/');
+        if prefix.is_empty() || crate::names::sanitize_prefix(prefix).as_deref() != Some(prefix) {
+            return field(
+                "prefix",
+                "must be a non-empty path of plain segments (letters, digits, - _ .)",
+            );
+        }
+        Ok(())
+    }
+
     /// The text of `store.credentials_file`, else of the file `env` names, else `None`.
     pub fn credentials_text(&self, env: &str) -> Result<Option<String>, Error> {
         let path = match &self.credentials_file {
@@ -429,41 +479,25 @@ impl Config {
                 "must list at least one glob (\"*/*\" allows all)",
             );
         }
-        if !matches!(self.store.endpoint.scheme(), "http" | "https")
-            || self.store.endpoint.host_str().is_none()
-        {
-            return field("store.endpoint", "must be an http:// or https:// URL");
+        self.store.validate("store")?;
+        for (name, store) in &self.stores {
+            if crate::names::sanitize_prefix(name).as_deref() != Some(name.as_str())
+                || name.contains('/')
+            {
+                return field(
+                    &format!("stores.{name}"),
+                    "names are letters, digits, - _ .",
+                );
+            }
+            store.validate(&format!("stores.{name}"))?;
         }
-        if self.store.kind == StoreKindConfig::Gcs
-            && self.store.gcs.api_auth == GcsApiAuth::None
-            && !crate::store::is_loopback(&self.store.endpoint)
-        {
-            return field(
-                "store.gcs.api_auth",
-                "\"none\" is only for an emulator on a loopback endpoint",
-            );
-        }
-        if self.store.kind == StoreKindConfig::Azure
-            && self.store.azure.auth == AzureAuth::Entra
-            && (self.store.azure.tenant_id.is_none() || self.store.azure.client_id.is_none())
-        {
-            return field(
-                "store.azure",
-                "auth = \"entra\" needs tenant_id and client_id",
-            );
-        }
-        if self.store.bucket.len() < 3 || self.store.bucket.len() > 63 {
-            return field(
-                "store.bucket",
-                "must be 3 to 63 characters (S3 bucket rules)",
-            );
-        }
-        let prefix = self.store.prefix.trim_matches('/');
-        if prefix.is_empty() || crate::names::sanitize_prefix(prefix).as_deref() != Some(prefix) {
-            return field(
-                "store.prefix",
-                "must be a non-empty path of plain segments (letters, digits, - _ .)",
-            );
+        for (user, name) in &self.routing.users {
+            if !self.stores.contains_key(name) {
+                return field(
+                    &format!("routing.users.{user}"),
+                    &format!("names store {name:?}, which no [stores.{name}] table defines"),
+                );
+            }
         }
         Ok(())
     }
@@ -473,9 +507,16 @@ impl Config {
         self.data_dir.join("valet.db")
     }
 
-    /// Credentials for the store: `credentials_file` when set, else the AWS_* variables.
+    /// Credentials for the `[store]`: `credentials_file` when set, else the AWS_* variables.
     pub fn store_credentials(&self) -> Result<StoreCredentials, Error> {
-        if let Some(path) = &self.store.credentials_file {
+        self.store.s3_credentials()
+    }
+}
+
+impl StoreConfig {
+    /// S3 credentials: `credentials_file` when set, else the AWS_* variables.
+    pub fn s3_credentials(&self) -> Result<StoreCredentials, Error> {
+        if let Some(path) = &self.credentials_file {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 Error::Config(format!(
                     "store.credentials_file: cannot read {}: {e}",

@@ -89,6 +89,8 @@ pub fn dev_config(data_dir: &Path, listen: SocketAddr, store_endpoint: url::Url)
             azure: Default::default(),
             gcs: Default::default(),
         },
+        stores: Default::default(),
+        routing: Default::default(),
     }
 }
 

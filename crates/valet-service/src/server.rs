@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState};
 use crate::config::{Config, StoreCredentials, TlsConfig};
 use crate::db::Db;
-use crate::store::{S3Store, Store};
+use crate::store::{S3Store, Store, Stores};
 use crate::{Error, sweeper};
 
 /// How long in-flight requests get to finish at shutdown.
@@ -83,8 +83,11 @@ pub async fn start_with_store(config: Config, store: Store) -> Result<Running, E
         )
     })?;
     let db = Db::open(&config.database_path()).await?;
-    if config.store.create_bucket {
-        store.ensure_bucket().await?;
+    let stores = Stores::new(store, &config)?;
+    for configured in stores.all() {
+        if configured.config.create_bucket {
+            configured.store.ensure_bucket().await?;
+        }
     }
     let tls = match &config.tls {
         Some(tls) => Some(rustls_config(tls)?),
@@ -99,7 +102,7 @@ pub async fn start_with_store(config: Config, store: Store) -> Result<Running, E
         .local_addr()
         .map_err(|e| Error::io("reading the bound address", e))?;
 
-    let state = AppState::new(db, store, config);
+    let state = AppState::new(db, stores, config);
     let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let (stop, stopped) = watch::channel(false);
     let scheme = if tls.is_some() { "https" } else { "http" };

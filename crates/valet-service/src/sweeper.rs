@@ -22,8 +22,12 @@ pub async fn sweep_once(state: &AppState, now: OffsetDateTime) -> Result<usize, 
         let Some(_claim) = state.claim_completion(&row.id) else {
             continue;
         };
-        if let Err(e) = state
-            .store()
+        let Some(configured) = state.stores().named(row.store.as_deref()) else {
+            tracing::warn!(upload = %row.id, store = ?row.store, "abandoned upload on a store no longer configured");
+            continue;
+        };
+        if let Err(e) = configured
+            .store
             .abort(&row.object_key, &row.store_upload_id)
             .await
         {

@@ -26,7 +26,8 @@ use crate::checksum;
 use crate::config::VerifyMode;
 use crate::db::uploads::{self, UploadRow, Verified};
 use crate::store::{
-    CheckFailed, Completed, Finish, ListedPart, ObjectHead, PartToComplete, bare_etag,
+    CheckFailed, Completed, ConfiguredStore, Finish, ListedPart, ObjectHead, PartToComplete,
+    bare_etag,
 };
 
 /// Most part problems spelled out in one message.
@@ -81,14 +82,15 @@ pub async fn complete(
     let layout = layout_of(&row);
     let signed = uploads::part_digests(state.db(), &row.id).await?;
     check_receipts(&layout, &request.parts, &signed)?;
-    if state.store().kind() == valet_protocol::StoreKind::Gcs {
+    let configured = state.store_of(&row)?;
+    let store = &configured.store;
+    if store.kind() == valet_protocol::StoreKind::Gcs {
         // On GCS a part's receipt is the MD5 its key was issued for; the listing below then
         // compares it with the MD5 of the bytes the store holds.
         let signed_md5 = uploads::part_md5s(state.db(), &row.id).await?;
         check_receipt_md5s(&request.parts, &signed_md5)?;
     }
-    let listed = match state
-        .store()
+    let listed = match store
         .list_parts(&row.object_key, &row.store_upload_id)
         .await
     {
@@ -108,8 +110,7 @@ pub async fn complete(
                 content_type: &row.content_type,
                 sha256_hex: &file_sha256,
             };
-            let completed = match state
-                .store()
+            let completed = match store
                 .complete(&row.object_key, &row.store_upload_id, &to_complete, finish)
                 .await
             {
@@ -141,7 +142,7 @@ pub async fn complete(
     };
 
     let now = OffsetDateTime::now_utc();
-    match verify(&state, &row, &file_sha256, &parts, &completed).await {
+    match verify(configured, &row, &file_sha256, &parts, &completed).await {
         Ok(facts) => {
             uploads::mark_verified(
                 state.db(),
@@ -154,11 +155,8 @@ pub async fn complete(
                 now,
             )
             .await?;
-            if state.config().store.tag_objects
-                && let Err(e) = state
-                    .store()
-                    .record_sha256(&row.object_key, &file_sha256)
-                    .await
+            if configured.config.tag_objects
+                && let Err(e) = store.record_sha256(&row.object_key, &file_sha256).await
             {
                 tracing::warn!(upload = %row.id, error = %e, "could not tag the object");
             }
@@ -193,7 +191,7 @@ pub async fn complete(
                     "verification failed; the object at the key is left alone (it may be an earlier upload)");
             } else if still_ours(completed.etag.as_deref(), found_etag.as_deref()) {
                 tracing::warn!(upload = %row.id, %reason, "verification failed; deleting the object");
-                if let Err(e) = state.store().delete(&row.object_key).await {
+                if let Err(e) = store.delete(&row.object_key).await {
                     tracing::error!(upload = %row.id, error = %e, "could not delete the unverified object");
                 }
             } else {
@@ -420,13 +418,13 @@ fn still_ours(completed_etag: Option<&str>, found_etag: Option<&str>) -> bool {
 
 /// Checks the finished object against the store's own view of it.
 async fn verify(
-    state: &AppState,
+    configured: &ConfiguredStore,
     row: &UploadRow,
     file_sha256: &str,
     parts: &[PartToComplete],
     completed: &Completed,
 ) -> Result<VerifiedFacts, Doubt> {
-    let head = match state.store().head(&row.object_key).await {
+    let head = match configured.store.head(&row.object_key).await {
         Ok(head) => head,
         Err(crate::Error::StoreRejected { status: 404, .. }) => {
             return Err(Doubt::from(
@@ -436,7 +434,7 @@ async fn verify(
         Err(e) => return Err(Doubt::StoreUnreachable(e)),
     };
     let found_etag = head.etag.clone();
-    check_object(state, row, file_sha256, parts, completed, head)
+    check_object(configured, row, file_sha256, parts, completed, head)
         .await
         .map_err(|doubt| match doubt {
             Doubt::Mismatch { reason, .. } => Doubt::Mismatch { reason, found_etag },
@@ -446,14 +444,14 @@ async fn verify(
 
 /// Checks the object `head` describes (found at the key) against the upload.
 async fn check_object(
-    state: &AppState,
+    configured: &ConfiguredStore,
     row: &UploadRow,
     file_sha256: &str,
     parts: &[PartToComplete],
     completed: &Completed,
     head: ObjectHead,
 ) -> Result<VerifiedFacts, Doubt> {
-    let store = state.store();
+    let store = &configured.store;
     if head.size != row.size {
         return Err(format!(
             "the store holds {} bytes, the upload declared {}",
@@ -464,7 +462,7 @@ async fn check_object(
     if parts.len() != usize::try_from(row.part_count).unwrap_or(0) {
         return Err("part digests are incomplete".to_owned().into());
     }
-    let store_checksum = match state.config().store.verify {
+    let store_checksum = match configured.config.verify {
         VerifyMode::Checksum => store
             .check_assembled(&row.object_key, parts, completed, &head, file_sha256)
             .await

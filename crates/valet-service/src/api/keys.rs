@@ -49,6 +49,7 @@ pub async fn issue(
             format!("ask for 1 to {MAX_KEYS_PER_REQUEST} parts per request"),
         ));
     }
+    let store = &state.store_of(&row)?.store;
     // Check every part before issuing any key, so a bad batch leaves no trace.
     let layout = layout_of(&row);
     let mut seen = HashSet::new();
@@ -77,7 +78,7 @@ pub async fn issue(
                 ),
             ));
         }
-        if let Some(why) = state.store().refuse_digest(part) {
+        if let Some(why) = store.refuse_digest(part) {
             return Err(Failure::new(ErrorCode::BadRequest, why));
         }
         if !seen.insert(part.number) {
@@ -103,8 +104,7 @@ pub async fn issue(
             now,
         )
         .await?;
-        let (url, headers) = state
-            .store()
+        let (url, headers) = store
             .presign_part(&row.object_key, &row.store_upload_id, part, ttl)
             .await?;
         let mut entry = Entry::new(Event::KeyIssued, now);

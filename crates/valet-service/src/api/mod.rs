@@ -23,7 +23,8 @@ use valet_protocol::{ApiError, ErrorCode};
 
 use crate::config::Config;
 use crate::db::Db;
-use crate::store::Store;
+use crate::db::uploads::UploadRow;
+use crate::store::{ConfiguredStore, Store, Stores};
 use crate::{Error, openapi};
 
 /// Largest JSON body accepted: 100 part digests are about 10 KiB, so 1 MiB is plenty.
@@ -38,7 +39,7 @@ pub struct AppState {
 #[derive(Debug)]
 struct Inner {
     db: Db,
-    store: Store,
+    stores: Stores,
     config: Config,
     /// Uploads whose completion is running now, so a retry in flight is told to wait instead
     /// of completing twice.
@@ -46,12 +47,12 @@ struct Inner {
 }
 
 impl AppState {
-    /// State over an opened database and a store.
-    pub fn new(db: Db, store: Store, config: Config) -> Self {
+    /// State over an opened database and the deployment's stores.
+    pub fn new(db: Db, stores: Stores, config: Config) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
-                store,
+                stores,
                 config,
                 completing: Mutex::new(HashSet::new()),
             }),
@@ -63,9 +64,25 @@ impl AppState {
         &self.inner.db
     }
 
-    /// The store.
+    /// The `[store]` store.
     pub fn store(&self) -> &Store {
-        &self.inner.store
+        &self.inner.stores.default_store().store
+    }
+
+    /// Every store of the deployment, and which users go where.
+    pub fn stores(&self) -> &Stores {
+        &self.inner.stores
+    }
+
+    /// The store `row` was created on.
+    pub(crate) fn store_of(&self, row: &UploadRow) -> Result<&ConfiguredStore, Failure> {
+        self.inner.stores.named(row.store.as_deref()).ok_or_else(|| {
+            tracing::error!(upload = %row.id, store = ?row.store, "the upload's store is no longer configured");
+            Failure::new(
+                ErrorCode::StoreUnavailable,
+                "the store this upload was created on is no longer configured",
+            )
+        })
     }
 
     /// The configuration.

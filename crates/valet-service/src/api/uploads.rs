@@ -65,9 +65,9 @@ pub async fn create(
         LayoutError::TooLarge { .. } => Failure::new(ErrorCode::TooLarge, e.to_string()),
         _ => Failure::new(ErrorCode::BadRequest, e.to_string()),
     })?;
-    if state.store().kind() == StoreKind::Gcs
-        && layout.part_count > crate::store::gcs::MAX_COMPONENTS
-    {
+    let (store_name, configured) = state.stores().for_user(&caller.user);
+    let store = &configured.store;
+    if store.kind() == StoreKind::Gcs && layout.part_count > crate::store::gcs::MAX_COMPONENTS {
         let least = request
             .size
             .div_ceil(u64::from(crate::store::gcs::MAX_COMPONENTS));
@@ -99,11 +99,13 @@ pub async fn create(
         }
     }
 
-    let object_key = object_key(&config.store.prefix, &caller.user, folder.as_deref(), &name);
-    let store_upload_id = state
-        .store()
-        .create_multipart(&object_key, content_type)
-        .await?;
+    let object_key = object_key(
+        &configured.config.prefix,
+        &caller.user,
+        folder.as_deref(),
+        &name,
+    );
+    let store_upload_id = store.create_multipart(&object_key, content_type).await?;
     let now = OffsetDateTime::now_utc();
     let row = UploadRow {
         id: random_id(),
@@ -119,6 +121,7 @@ pub async fn create(
         sha256: None,
         etag: None,
         store_checksum: None,
+        store: store_name.map(str::to_owned),
         created_at: now,
     };
     match quota {
@@ -126,11 +129,7 @@ pub async fn create(
         Some(quota) => {
             if let Some(used) = uploads::insert_within_quota(state.db(), &row, quota).await? {
                 // A concurrent create took the room: drop the multipart upload just made.
-                if let Err(e) = state
-                    .store()
-                    .abort(&row.object_key, &row.store_upload_id)
-                    .await
-                {
+                if let Err(e) = store.abort(&row.object_key, &row.store_upload_id).await {
                     tracing::warn!(error = %e, "could not abort the multipart upload refused for quota");
                 }
                 return Err(over_quota(used));
@@ -152,9 +151,9 @@ pub async fn create(
         object_key: row.object_key,
         layout,
         store: StoreInfo {
-            kind: state.store().kind(),
-            origin: state.store().origin().to_owned(),
-            part_checksums: state.store().part_checksums(),
+            kind: store.kind(),
+            origin: store.origin().to_owned(),
+            part_checksums: store.part_checksums(),
         },
         key_ttl_secs: config.keys.ttl.as_secs(),
     }))
@@ -252,7 +251,8 @@ pub async fn status(
         .ok_or_else(Failure::no_upload)?;
     let listed = if row.state == UploadState::Open {
         match state
-            .store()
+            .store_of(&row)?
+            .store
             .list_parts(&row.object_key, &row.store_upload_id)
             .await
         {
@@ -329,7 +329,8 @@ pub async fn abort(
         ));
     };
     state
-        .store()
+        .store_of(&row)?
+        .store
         .abort(&row.object_key, &row.store_upload_id)
         .await?;
     let now = OffsetDateTime::now_utc();

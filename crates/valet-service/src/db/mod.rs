@@ -21,6 +21,11 @@ use crate::Error;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("migrations/0001_initial.sql")),
     (2, "part md5", include_str!("migrations/0002_part_md5.sql")),
+    (
+        3,
+        "upload store",
+        include_str!("migrations/0003_upload_store.sql"),
+    ),
 ];
 
 /// A handle on the database (cheap to clone).

@@ -39,6 +39,8 @@ pub struct UploadRow {
     pub etag: Option<String>,
     /// The store's checksum of the object, once verified (where reported).
     pub store_checksum: Option<String>,
+    /// The named store (`[stores.NAME]`) it was created on; `None` for `[store]`.
+    pub store: Option<String>,
     /// Creation time.
     pub created_at: OffsetDateTime,
 }
@@ -80,12 +82,14 @@ fn from_row(r: &SqliteRow) -> UploadRow {
         sha256: r.get("sha256"),
         etag: r.get("etag"),
         store_checksum: r.get("store_checksum"),
+        store: r.get("store_name"),
         created_at: from_millis(r.get("created_at")),
     }
 }
 
 const COLUMNS: &str = "id, user_name, object_key, file_name, size, content_type, part_size, \
-                       part_count, store_upload_id, state, sha256, etag, store_checksum, created_at";
+                       part_count, store_upload_id, state, sha256, etag, store_checksum, created_at, \
+                       store_name";
 
 /// Stores a new (open) upload.
 pub async fn insert(db: &Db, u: &UploadRow) -> Result<(), Error> {
@@ -120,8 +124,8 @@ async fn insert_with<'e>(
     let now = to_millis(u.created_at);
     sqlx::query(
         "INSERT INTO uploads (id, user_name, object_key, file_name, size, content_type, part_size,
-            part_count, store_upload_id, state, created_at, updated_at, last_activity_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            part_count, store_upload_id, state, created_at, updated_at, last_activity_at, store_name)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&u.id)
     .bind(&u.user)
@@ -136,6 +140,7 @@ async fn insert_with<'e>(
     .bind(now)
     .bind(now)
     .bind(now)
+    .bind(&u.store)
     .execute(executor)
     .await?;
     Ok(())

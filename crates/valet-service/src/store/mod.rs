@@ -31,7 +31,7 @@ pub use s3::S3Store;
 
 use crate::Error;
 use crate::checksum;
-use crate::config::{Config, StoreKindConfig};
+use crate::config::{Config, StoreConfig, StoreKindConfig};
 
 /// A part as the store lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +110,72 @@ pub fn bare_etag(etag: &str) -> String {
     etag.trim().trim_matches('"').to_owned()
 }
 
+/// A store with the settings it was made from.
+#[derive(Debug)]
+pub struct ConfiguredStore {
+    /// Its `[store]` or `[stores.NAME]` table.
+    pub config: StoreConfig,
+    /// The store.
+    pub store: Store,
+}
+
+/// The deployment's stores: `[store]`, the named `[stores.NAME]`, and which users' uploads go
+/// to which (`[routing]`). An upload keeps the store it was created on.
+#[derive(Debug)]
+pub struct Stores {
+    default: ConfiguredStore,
+    named: std::collections::BTreeMap<String, ConfiguredStore>,
+    routing: std::collections::BTreeMap<String, String>,
+}
+
+impl Stores {
+    /// `default` for `[store]`, and every `[stores.NAME]` of `config` made from its table.
+    pub fn new(default: Store, config: &Config) -> Result<Self, Error> {
+        let named = config
+            .stores
+            .iter()
+            .map(|(name, table)| {
+                let store = Store::from_store_config(table)?;
+                Ok((name.clone(), ConfiguredStore { config: table.clone(), store }))
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(Self {
+            default: ConfiguredStore {
+                config: config.store.clone(),
+                store: default,
+            },
+            named,
+            routing: config.routing.users.clone(),
+        })
+    }
+
+    /// The `[store]` store.
+    pub fn default_store(&self) -> &ConfiguredStore {
+        &self.default
+    }
+
+    /// Where `user`'s new uploads go: the store's name (`None` for `[store]`) and the store.
+    pub fn for_user(&self, user: &str) -> (Option<&str>, &ConfiguredStore) {
+        match self.routing.get(user).and_then(|name| self.named.get_key_value(name)) {
+            Some((name, store)) => (Some(name.as_str()), store),
+            None => (None, &self.default),
+        }
+    }
+
+    /// The store named `name` (`None`: `[store]`), when the config still has it.
+    pub fn named(&self, name: Option<&str>) -> Option<&ConfiguredStore> {
+        match name {
+            None => Some(&self.default),
+            Some(name) => self.named.get(name),
+        }
+    }
+
+    /// Every store, `[store]` first.
+    pub fn all(&self) -> impl Iterator<Item = &ConfiguredStore> {
+        std::iter::once(&self.default).chain(self.named.values())
+    }
+}
+
 /// The store of a deployment.
 #[derive(Debug)]
 pub enum Store {
@@ -124,12 +190,15 @@ pub enum Store {
 impl Store {
     /// The store `config.store` describes, with its credentials (see docs/CONTRACTS.md).
     pub fn from_config(config: &Config) -> Result<Self, Error> {
-        Ok(match config.store.kind {
-            StoreKindConfig::S3 => {
-                Self::S3(S3Store::new(&config.store, &config.store_credentials()?)?)
-            }
-            StoreKindConfig::Azure => Self::Azure(AzureStore::new(&config.store)?),
-            StoreKindConfig::Gcs => Self::Gcs(GcsStore::new(&config.store)?),
+        Self::from_store_config(&config.store)
+    }
+
+    /// The store one `[store]` or `[stores.NAME]` table describes, with its credentials.
+    pub fn from_store_config(config: &StoreConfig) -> Result<Self, Error> {
+        Ok(match config.kind {
+            StoreKindConfig::S3 => Self::S3(S3Store::new(config, &config.s3_credentials()?)?),
+            StoreKindConfig::Azure => Self::Azure(AzureStore::new(config)?),
+            StoreKindConfig::Gcs => Self::Gcs(GcsStore::new(config)?),
         })
     }
 
