@@ -151,3 +151,84 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// The signature parameters of Azure SAS and GCS V4 URLs, and the stores' own keys: none may
+/// appear in a log line or the client's data dir. Deliberately literal.
+const STORE_SECRETS: &[&str] = &[
+    "sig=",
+    "X-Goog-Signature=",
+    "X-Goog-Credential=",
+    valet_tests::azurite::ACCOUNT_KEY,
+    "BEGIN PRIVATE KEY",
+];
+
+mod store_keys_never_reach_a_log {
+    use valet_tests::store::StoreKind;
+
+    #[test]
+    fn azure() {
+        super::store_keys_never_reach_a_log(StoreKind::Azure)
+    }
+
+    #[test]
+    fn gcs() {
+        super::store_keys_never_reach_a_log(StoreKind::Gcs)
+    }
+}
+
+/// A two-part upload to Azure or GCS with both sides logging at TRACE: the keys' signatures
+/// and the store credentials stay out of every log and of the journal.
+fn store_keys_never_reach_a_log(kind: valet_tests::store::StoreKind) {
+    let store = valet_tests::store::TestStore::shared_or_start(kind);
+    let service = Service::start(
+        &store,
+        ServiceOptions {
+            log: "trace".into(),
+            ..ServiceOptions::default()
+        },
+    );
+    let token = service.add_user_with_token("erin");
+    let dir = tempfile::tempdir().unwrap();
+    let file = random_file(dir.path(), "secret-store.bin", PART_SIZE + 3, 11);
+    let part_size = PART_SIZE.to_string();
+    let erin = Valet::with_token(&service.url, &token).log_level("trace");
+    let run = parse_run(
+        erin.command(&[
+            "put",
+            "--json",
+            "--part-size",
+            &part_size,
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap(),
+    );
+    run.verified();
+    assert!(
+        run.stderr.contains("TRACE"),
+        "the client really logged at trace level"
+    );
+    assert!(
+        service.log().contains("TRACE"),
+        "the service really logged at trace level"
+    );
+    assert_clean("client log", &run.stderr, &[&token]);
+    assert_clean("service log", &service.log(), &[&token]);
+    for needle in STORE_SECRETS {
+        for (what, text) in [("client log", &run.stderr), ("service log", &service.log())] {
+            if let Some(line) = text.lines().find(|line| line.contains(needle)) {
+                panic!("{what} ({kind:?}) leaks `{needle}` in this line:\n{line}");
+            }
+        }
+    }
+    for entry in walk(erin.data_dir()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&entry).unwrap()).into_owned();
+        for needle in STORE_SECRETS {
+            assert!(
+                !text.contains(needle),
+                "{} keeps `{needle}`",
+                entry.display()
+            );
+        }
+    }
+}
