@@ -63,7 +63,7 @@ impl Running {
 /// Refuses plain HTTP on a non-loopback address: tokens and keys would cross the network in
 /// clear.
 pub async fn start(config: Config, credentials: &StoreCredentials) -> Result<Running, Error> {
-    let store = Store::S3(S3Store::new(&config.store, credentials)?);
+    let store = Store::S3(Box::new(S3Store::new(&config.store, credentials)?));
     start_with_store(config, store).await
 }
 

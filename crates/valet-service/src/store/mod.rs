@@ -179,12 +179,12 @@ impl Stores {
 /// The store of a deployment.
 #[derive(Debug)]
 pub enum Store {
-    /// S3 or S3-compatible.
-    S3(S3Store),
+    /// S3 or S3-compatible. (Each store is boxed: they differ much in size.)
+    S3(Box<S3Store>),
     /// Azure Blob Storage.
-    Azure(AzureStore),
+    Azure(Box<AzureStore>),
     /// Google Cloud Storage.
-    Gcs(GcsStore),
+    Gcs(Box<GcsStore>),
 }
 
 impl Store {
@@ -196,9 +196,11 @@ impl Store {
     /// The store one `[store]` or `[stores.NAME]` table describes, with its credentials.
     pub fn from_store_config(config: &StoreConfig) -> Result<Self, Error> {
         Ok(match config.kind {
-            StoreKindConfig::S3 => Self::S3(S3Store::new(config, &config.s3_credentials()?)?),
-            StoreKindConfig::Azure => Self::Azure(AzureStore::new(config)?),
-            StoreKindConfig::Gcs => Self::Gcs(GcsStore::new(config)?),
+            StoreKindConfig::S3 => {
+                Self::S3(Box::new(S3Store::new(config, &config.s3_credentials()?)?))
+            }
+            StoreKindConfig::Azure => Self::Azure(Box::new(AzureStore::new(config)?)),
+            StoreKindConfig::Gcs => Self::Gcs(Box::new(GcsStore::new(config)?)),
         })
     }
 
