@@ -136,7 +136,13 @@ impl Stores {
             .iter()
             .map(|(name, table)| {
                 let store = Store::from_store_config(table)?;
-                Ok((name.clone(), ConfiguredStore { config: table.clone(), store }))
+                Ok((
+                    name.clone(),
+                    ConfiguredStore {
+                        config: table.clone(),
+                        store,
+                    },
+                ))
             })
             .collect::<Result<_, Error>>()?;
         Ok(Self {
@@ -156,7 +162,11 @@ impl Stores {
 
     /// Where `user`'s new uploads go: the store's name (`None` for `[store]`) and the store.
     pub fn for_user(&self, user: &str) -> (Option<&str>, &ConfiguredStore) {
-        match self.routing.get(user).and_then(|name| self.named.get_key_value(name)) {
+        match self
+            .routing
+            .get(user)
+            .and_then(|name| self.named.get_key_value(name))
+        {
             Some((name, store)) => (Some(name.as_str()), store),
             None => (None, &self.default),
         }
