@@ -429,3 +429,88 @@ pub fn is_loopback(url: &Url) -> bool {
         None => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_config(kind: &str, endpoint: &str, credentials: &std::path::Path) -> StoreConfig {
+        let text = format!(
+            "data_dir = \"/tmp\"\n[store]\nkind = \"{kind}\"\nendpoint = \"{endpoint}\"\n\
+             bucket = \"uploads\"\ncredentials_file = \"{}\"\n[store.gcs]\napi_auth = \"oauth\"\n",
+            credentials.display()
+        );
+        Config::from_toml(&text).unwrap().store
+    }
+
+    fn azure_credentials(dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("azure.toml");
+        std::fs::write(&path, "account_key = \"c2VjcmV0\"\n").unwrap();
+        path
+    }
+
+    fn gcs_credentials() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/store/testdata/gcs-conformance-service-account.json")
+    }
+
+    fn digest(md5: Option<&str>) -> PartDigest {
+        PartDigest {
+            number: 3,
+            size: 1,
+            sha256: "x".into(),
+            md5: md5.map(str::to_owned),
+            crc64: None,
+        }
+    }
+
+    #[test]
+    fn azure_and_gcs_keys_need_the_parts_md5() {
+        let dir = tempfile::tempdir().unwrap();
+        let azure = Store::from_store_config(&store_config(
+            "azure",
+            "http://127.0.0.1:10000/devstoreaccount1",
+            &azure_credentials(dir.path()),
+        ))
+        .unwrap();
+        let gcs = Store::from_store_config(&store_config(
+            "gcs",
+            "https://storage.googleapis.com",
+            &gcs_credentials(),
+        ))
+        .unwrap();
+        for store in [&azure, &gcs] {
+            assert_eq!(store.part_checksums(), vec![PartChecksum::Md5]);
+            let missing = store.refuse_digest(&digest(None)).expect("refused");
+            assert!(
+                missing.contains("part 3") && missing.contains("md5"),
+                "{missing}"
+            );
+            assert!(store.refuse_digest(&digest(Some("not base64!"))).is_some());
+            assert!(
+                store.refuse_digest(&digest(Some("AAAA"))).is_some(),
+                "3 bytes"
+            );
+            assert_eq!(
+                store.refuse_digest(&digest(Some("1B2M2Y8AsgTpgAmY7PhCfg=="))),
+                None
+            );
+        }
+        assert_eq!(azure.origin(), "http://127.0.0.1:10000");
+        assert_eq!(gcs.origin(), "https://storage.googleapis.com");
+    }
+
+    #[test]
+    fn keys_travel_over_https_only_off_loopback() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = store_config(
+            "azure",
+            "http://myaccount.blob.core.windows.net",
+            &azure_credentials(dir.path()),
+        );
+        let e = Store::from_store_config(&plain).unwrap_err().to_string();
+        assert!(e.contains("store.endpoint") && e.contains("HTTPS"), "{e}");
+        let plain = store_config("gcs", "http://storage.example.com", &gcs_credentials());
+        assert!(Store::from_store_config(&plain).is_err());
+    }
+}
