@@ -1,9 +1,7 @@
-use std::time::Duration;
-
 use valet_tests::service::ServiceOptions;
 
 use crate::helpers::world;
-use crate::watch_support::{Watch, ends_with, events};
+use crate::watch_support::{PATIENCE, Watch, ends_with, events};
 
 #[test]
 fn a_watched_folder_that_vanishes_is_reported_and_picked_up_when_back() {
@@ -14,14 +12,12 @@ fn a_watched_folder_that_vanishes_is_reported_and_picked_up_when_back() {
     std::fs::create_dir(&watched).unwrap();
     let watch = Watch::start(&w.valet, &watched, &[]);
     std::fs::write(watched.join("first.txt"), b"first").unwrap();
-    watch.wait_sent("first.txt", Duration::from_secs(60));
+    watch.wait_sent("first.txt", PATIENCE);
 
     std::fs::rename(&watched, &away).unwrap();
-    watch.wait_until(
-        "the folder reported missing",
-        Duration::from_secs(30),
-        |lines| lines.iter().any(|l| l["event"] == "folder_missing"),
-    );
+    watch.wait_until("the folder reported missing", PATIENCE, |lines| {
+        lines.iter().any(|l| l["event"] == "folder_missing")
+    });
     let missing = watch.events("folder_missing");
     assert!(
         missing[0]["root"].as_str().unwrap().ends_with("inbox")
@@ -32,7 +28,7 @@ fn a_watched_folder_that_vanishes_is_reported_and_picked_up_when_back() {
     std::fs::write(away.join("while-away.txt"), b"while away").unwrap();
 
     std::fs::rename(&away, &watched).unwrap();
-    let sent = watch.wait_sent("while-away.txt", Duration::from_secs(60));
+    let sent = watch.wait_sent("while-away.txt", PATIENCE);
     assert_eq!(sent["size"], 10);
     let lines = watch.stop();
     assert_eq!(events(&lines, "folder_back").len(), 1);
@@ -58,7 +54,7 @@ fn after_upload_files_move_to_a_sub_folder_only_once_verified() {
     std::fs::create_dir(dir.path().join("sub")).unwrap();
     std::fs::write(dir.path().join("sub/report.txt"), b"report").unwrap();
 
-    watch.wait_until("the file moved", Duration::from_secs(60), |lines| {
+    watch.wait_until("the file moved", PATIENCE, |lines| {
         lines
             .iter()
             .any(|l| l["event"] == "moved" && ends_with(l, "sub/report.txt"))
@@ -87,7 +83,7 @@ fn after_upload_files_move_to_a_sub_folder_only_once_verified() {
     // The after-upload folder is not watched: a file there is never sent.
     std::fs::write(dir.path().join("done/ignored.txt"), b"ignored").unwrap();
     std::fs::write(dir.path().join("marker.txt"), b"marker").unwrap();
-    watch.wait_sent("marker.txt", Duration::from_secs(60));
+    watch.wait_sent("marker.txt", PATIENCE);
     let lines = watch.stop();
     assert_eq!(
         events(&lines, "sent").len(),

@@ -1,11 +1,10 @@
 use std::io::Write;
-use std::time::Duration;
 
 use valet_tests::files::sha256_file;
 use valet_tests::service::ServiceOptions;
 
 use crate::helpers::world;
-use crate::watch_support::{Watch, completed, ends_with, events};
+use crate::watch_support::{PATIENCE, Watch, completed, ends_with, events};
 
 #[test]
 fn a_rename_sends_nothing_and_an_edit_sends_a_new_version() {
@@ -16,7 +15,7 @@ fn a_rename_sends_nothing_and_an_edit_sends_a_new_version() {
 
     let first = dir.path().join("a/report.txt");
     std::fs::write(&first, b"version 1\n").unwrap();
-    let sent = watch.wait_sent("a/report.txt", Duration::from_secs(60));
+    let sent = watch.wait_sent("a/report.txt", PATIENCE);
     assert_eq!(
         sent["object"], "users/rey/inbox/a/report.txt",
         "sub-folders follow --to"
@@ -26,7 +25,7 @@ fn a_rename_sends_nothing_and_an_edit_sends_a_new_version() {
     std::fs::create_dir_all(dir.path().join("b/c")).unwrap();
     let moved = dir.path().join("b/c/renamed.txt");
     std::fs::rename(&first, &moved).unwrap();
-    watch.wait_until("the move recognised", Duration::from_secs(60), |lines| {
+    watch.wait_until("the move recognised", PATIENCE, |lines| {
         lines
             .iter()
             .any(|l| l["event"] == "duplicate" && ends_with(l, "b/c/renamed.txt"))
@@ -46,7 +45,7 @@ fn a_rename_sends_nothing_and_an_edit_sends_a_new_version() {
         .unwrap();
     file.write_all(b"version 2\n").unwrap();
     drop(file);
-    let edited = watch.wait_sent("b/c/renamed.txt", Duration::from_secs(60));
+    let edited = watch.wait_sent("b/c/renamed.txt", PATIENCE);
     let key = edited["object"].as_str().unwrap();
     assert_eq!(key, "users/rey/inbox/b/c/renamed.txt");
     assert_eq!(

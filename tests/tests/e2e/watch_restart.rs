@@ -8,7 +8,7 @@ use valet_tests::service::ServiceOptions;
 use valet_tests::wait_for;
 
 use crate::helpers::world;
-use crate::watch_support::{Watch, completed, events};
+use crate::watch_support::{PATIENCE, Watch, completed, events};
 
 const BIG: u64 = 24 * 1024 * 1024;
 
@@ -32,24 +32,18 @@ fn a_killed_watch_sends_nothing_twice_and_catches_up_on_restart() {
     // Slow enough that the big file is being uploaded when the watch is killed.
     let extra = ["--bwlimit", "4MiB", "--part-size", "5MiB"];
     let watch = Watch::start(&w.valet, dir.path(), &extra);
-    watch.wait_until(
-        "the first 20 files sent",
-        Duration::from_secs(120),
-        |lines| events(lines, "sent").len() == 20,
-    );
+    watch.wait_until("the first 20 files sent", PATIENCE, |lines| {
+        events(lines, "sent").len() == 20
+    });
     random_file(dir.path(), "big.bin", BIG, 99);
     for i in 0..5u64 {
         random_file(dir.path(), &format!("during-{i}.bin"), 3000 + i, 100 + i);
     }
-    watch.wait_until(
-        "the big file handed out",
-        Duration::from_secs(60),
-        |lines| {
-            lines
-                .iter()
-                .any(|l| l["event"] == "queued" && l["path"].as_str().unwrap().ends_with("big.bin"))
-        },
-    );
+    watch.wait_until("the big file handed out", PATIENCE, |lines| {
+        lines
+            .iter()
+            .any(|l| l["event"] == "queued" && l["path"].as_str().unwrap().ends_with("big.bin"))
+    });
     std::thread::sleep(Duration::from_secs(2));
     let first = watch.kill(); // SIGKILL: no clean-up at all
     let first_sent = sent_names(&first);
@@ -72,7 +66,7 @@ fn a_killed_watch_sends_nothing_twice_and_catches_up_on_restart() {
     let all = 20 + 1 + 5 + 10;
     // The service's own record says when every file is there (a file verified just as the
     // watch was killed has no `sent` line of its own).
-    wait_for("every file completed", Duration::from_secs(180), || {
+    wait_for("every file completed", PATIENCE, || {
         (completed(&w.service).len() >= all).then_some(())
     });
     let second = watch.stop();

@@ -1,11 +1,9 @@
-use std::time::Duration;
-
 use valet_tests::cli::Valet;
 use valet_tests::files::sha256_file;
 use valet_tests::service::ServiceOptions;
 
 use crate::helpers::world;
-use crate::watch_support::{LinkProxy, Watch, ends_with, events};
+use crate::watch_support::{LinkProxy, PATIENCE, Watch, ends_with, events};
 
 #[test]
 fn files_wait_while_the_service_is_unreachable_and_go_when_it_is_back() {
@@ -15,22 +13,16 @@ fn files_wait_while_the_service_is_unreachable_and_go_when_it_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let watch = Watch::start(&valet, dir.path(), &[]);
     std::fs::write(dir.path().join("before.txt"), b"before").unwrap();
-    watch.wait_sent("before.txt", Duration::from_secs(60));
+    watch.wait_sent("before.txt", PATIENCE);
 
     proxy.cut();
     let path = dir.path().join("during.txt");
     std::fs::write(&path, b"written while the service is unreachable").unwrap();
-    watch.wait_until(
-        "a failure to be retried",
-        Duration::from_secs(120),
-        |lines| {
-            lines.iter().any(|l| {
-                l["event"] == "failed"
-                    && ends_with(l, "during.txt")
-                    && l["retry_in_secs"].is_number()
-            })
-        },
-    );
+    watch.wait_until("a failure to be retried", PATIENCE, |lines| {
+        lines.iter().any(|l| {
+            l["event"] == "failed" && ends_with(l, "during.txt") && l["retry_in_secs"].is_number()
+        })
+    });
     let failed = watch.events("failed");
     assert!(
         events(&watch.lines(), "sent").len() == 1,
@@ -38,7 +30,7 @@ fn files_wait_while_the_service_is_unreachable_and_go_when_it_is_back() {
     );
 
     proxy.restore();
-    let sent = watch.wait_sent("during.txt", Duration::from_secs(120));
+    let sent = watch.wait_sent("during.txt", PATIENCE);
     let key = sent["object"].as_str().unwrap();
     assert_eq!(
         w.service.store().object_digest(key),

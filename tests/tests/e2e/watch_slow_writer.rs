@@ -5,7 +5,7 @@ use valet_tests::files::sha256_file;
 use valet_tests::service::ServiceOptions;
 
 use crate::helpers::world;
-use crate::watch_support::{Watch, completed, ends_with};
+use crate::watch_support::{PATIENCE, Watch, completed, ends_with};
 
 const CHUNK: usize = 64 * 1024;
 const CHUNKS: usize = 8;
@@ -48,7 +48,7 @@ fn a_file_written_slowly_is_sent_once_complete() {
     drop(file); // the writer closes it: now it is complete
     let size = (CHUNK * CHUNKS) as u64;
 
-    let sent = watch.wait_sent("slow.bin", Duration::from_secs(60));
+    let sent = watch.wait_sent("slow.bin", PATIENCE);
     assert_eq!(sent["size"], size, "the complete file was sent");
     assert_eq!(sent["sha256"], sha256_file(&path).as_str());
     let key = sent["object"].as_str().unwrap().to_string();
@@ -70,7 +70,7 @@ fn a_file_written_slowly_is_sent_once_complete() {
     // A file dropped afterwards goes through the whole path; by then a second send of the
     // slow file would have happened too.
     std::fs::write(dir.path().join("after.txt"), b"after").unwrap();
-    watch.wait_sent("after.txt", Duration::from_secs(60));
+    watch.wait_sent("after.txt", PATIENCE);
     let lines = watch.stop();
     let sends = lines
         .iter()

@@ -15,6 +15,10 @@ use valet_tests::seaweed::{ACCESS_KEY, SECRET_KEY};
 use valet_tests::service::Service;
 use valet_tests::wait_for;
 
+/// How long a test waits for what the watch should do. Generous: the 10,000-file test may run
+/// at the same time on the same two cores. A wait, never a timing assertion.
+pub const PATIENCE: Duration = Duration::from_secs(300);
+
 /// `valet watch DIR --json …` running in the background.
 pub struct Watch {
     child: Child,
@@ -46,7 +50,7 @@ impl Watch {
             reader: Some(reader),
             stderr,
         };
-        watch.wait_until("the watching line", Duration::from_secs(60), |lines| {
+        watch.wait_until("the watching line", PATIENCE, |lines| {
             lines.iter().any(|l| l["event"] == "watching")
         });
         watch
@@ -120,7 +124,7 @@ impl Watch {
             .status()
             .unwrap();
         assert!(sent.success(), "kill -TERM");
-        let status = wait_for("valet watch to exit", Duration::from_secs(30), || {
+        let status = wait_for("valet watch to exit", Duration::from_secs(60), || {
             self.child.try_wait().unwrap()
         });
         self.reader.take().unwrap().join().unwrap();

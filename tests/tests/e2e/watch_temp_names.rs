@@ -1,10 +1,8 @@
-use std::time::Duration;
-
 use valet_tests::files::{random_file, sha256_file};
 use valet_tests::service::ServiceOptions;
 
 use crate::helpers::world;
-use crate::watch_support::{Watch, events, list_all};
+use crate::watch_support::{PATIENCE, Watch, events, list_all};
 
 #[test]
 fn temporary_names_are_never_sent_and_the_final_name_is() {
@@ -28,14 +26,14 @@ fn temporary_names_are_never_sent_and_the_final_name_is() {
     std::fs::write(dir.path().join(".cache/inside.txt"), b"hidden folder").unwrap();
     // Written after the others, so once it is sent they would have been too.
     std::fs::write(dir.path().join("marker.txt"), b"marker").unwrap();
-    watch.wait_sent("marker.txt", Duration::from_secs(60));
+    watch.wait_sent("marker.txt", PATIENCE);
     let sent = watch.events("sent");
     assert_eq!(sent.len(), 1, "only the final name was sent: {sent:?}");
 
     // The browser renames the finished download to its real name.
     let final_path = dir.path().join("setup.bin");
     std::fs::rename(&download, &final_path).unwrap();
-    let line = watch.wait_sent("setup.bin", Duration::from_secs(60));
+    let line = watch.wait_sent("setup.bin", PATIENCE);
     let key = line["object"].as_str().unwrap().to_string();
     assert_eq!(
         w.service.store().object_digest(&key),
