@@ -22,7 +22,8 @@
 //!   bounded channel, so files created faster than they upload wait as paths.
 //! - **Pluggable upload**: the watch does not upload. It hands out [`ReadyFile`]s; whoever
 //!   uploads them (the CLI with [`upload_ready`], the desktop app through its transfer queue)
-//!   reports each result on the file ([`ReadyFile::verified`], [`ReadyFile::failed`]). Only a
+//!   reports each result on the file ([`ReadyFile::verified`], [`ReadyFile::failed`], or
+//!   [`ReadyFile::verified_as`] and [`ReadyFile::failed_as`] from a transfer row). Only a
 //!   verified file is recorded and gets its after-upload action; a failure is retried with
 //!   backoff when it may succeed later (network, outage), or when the file changes.
 //! - **Folders come and go**: a watched folder that vanishes, is renamed or cannot be read is
@@ -330,6 +331,28 @@ impl ReadyFile {
         });
     }
 
+    /// [`ReadyFile::verified`] for an uploader that keeps the facts of the result rather than
+    /// the report (a row of [`crate::transfers::Transfers`]): the object key, whole-file SHA-256
+    /// (hex) and size the service verified.
+    pub fn verified_as(mut self, object_key: String, sha256: String, size: u64) {
+        self.report(run::Reported::Verified {
+            object_key,
+            sha256,
+            size,
+        });
+    }
+
+    /// [`ReadyFile::failed`] for an uploader that keeps the error's [`Error::code`] and message
+    /// rather than the error; `may_pass` says whether trying again later may succeed (as
+    /// [`Error::is_resumable`]).
+    pub fn failed_as(mut self, code: &str, message: &str, may_pass: bool) {
+        self.report(run::Reported::Failed {
+            code: code.to_owned(),
+            message: message.to_owned(),
+            again: run::Again::from_code(code, may_pass),
+        });
+    }
+
     /// Do not send this version (the user cancelled it): it is looked at again only when the
     /// file changes or the watch starts again.
     pub fn skip(mut self) {
@@ -451,6 +474,31 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn failures_are_tried_again_as_they_may_pass() {
+        use run::Again;
+        assert_eq!(
+            Again::from_code("source_changed", false),
+            Again::AfterSettling
+        );
+        assert_eq!(Again::from_code("source_unreadable", false), Again::Backoff);
+        assert_eq!(Again::from_code("retries_exhausted", true), Again::Backoff);
+        assert_eq!(
+            Again::from_code("quota_exceeded", false),
+            Again::WhenChanged
+        );
+        let outage = Error::RetriesExhausted {
+            what: "POST /v1/uploads".into(),
+            attempts: 5,
+            last: "connection refused".into(),
+        };
+        assert_eq!(Again::of(&outage), Again::Backoff);
+        let refused = Error::NotAFile {
+            path: "/w/x".into(),
+        };
+        assert_eq!(Again::of(&refused), Again::WhenChanged);
     }
 
     #[test]

@@ -30,10 +30,11 @@ const PARTIAL_SUFFIXES: &[&str] = &[
     ".kate-swp",
 ];
 
-/// Whether `name` (a file name, not a path) is a partial or temporary name: see
-/// [`PARTIAL_SUFFIXES`], plus `~$doc.docx` (Office owner files), `.~lock.doc#` (LibreOffice
-/// locks), `doc~` (backup copies), `#doc#` and `.#doc` (Emacs autosave and lock files).
-/// Case-insensitive.
+/// Whether `name` (a file name, not a path) is a partial or temporary name: one ending in
+/// `.part`, `.partial`, `.crdownload`, `.download`, `.opdownload`, `.tmp`, `.temp`, `.swp`,
+/// `.swo`, `.swx` or `.kate-swp`, or `~$doc.docx` (Office owner files), `.~lock.doc#`
+/// (LibreOffice locks), `doc~` (backup copies), `#doc#` and `.#doc` (Emacs autosave and lock
+/// files). Case-insensitive.
 pub fn is_partial_name(name: &str) -> bool {
     let lower = name.to_lowercase();
     PARTIAL_SUFFIXES

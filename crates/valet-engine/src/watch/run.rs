@@ -39,10 +39,15 @@ pub(super) enum Again {
 
 impl Again {
     pub(super) fn of(error: &Error) -> Self {
-        match error {
-            Error::SourceChanged { .. } => Self::AfterSettling,
-            Error::SourceUnreadable { .. } | Error::Journal { .. } => Self::Backoff,
-            e if e.is_resumable() => Self::Backoff,
+        Self::from_code(error.code(), error.is_resumable())
+    }
+
+    /// From an [`Error::code`] and whether trying again later may succeed.
+    pub(super) fn from_code(code: &str, may_pass: bool) -> Self {
+        match code {
+            "source_changed" => Self::AfterSettling,
+            "source_unreadable" | "journal" => Self::Backoff,
+            _ if may_pass => Self::Backoff,
             _ => Self::WhenChanged,
         }
     }
