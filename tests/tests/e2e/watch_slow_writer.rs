@@ -8,10 +8,11 @@ use crate::helpers::world;
 use crate::watch_support::{PATIENCE, Watch, completed, ends_with};
 
 const CHUNK: usize = 64 * 1024;
-const CHUNKS: usize = 8;
-// Longer than the 1 s settle time: size and mtime alone would call the file complete between
-// two writes; the writer keeps the file open, and the watch waits for it to be closed.
-const PAUSE: Duration = Duration::from_millis(1400);
+const CHUNKS: usize = 6;
+// Twice the 1 s settle time: size and mtime alone would call the file complete between two
+// writes (and each pause leaves the watch time to look); the writer keeps the file open, and
+// the watch waits for it to be closed. 6 pauses: the file is written over 12 s.
+const PAUSE: Duration = Duration::from_secs(2);
 
 #[test]
 fn a_file_written_slowly_is_sent_once_complete() {
