@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test: installs what they need (Debian packages, Rust if missing, SeaweedFS), builds,
-# starts the test store, and runs unit and end-to-end tests inside a keyring session.
+# starts the test store, and runs unit and end-to-end tests inside a keyring session, then the
+# desktop app's UI tests and its real-webview test (scripts/test-gui.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -13,4 +14,5 @@ trap 'scripts/test-servers.sh stop' EXIT
 echo "test store: $VALET_TEST_S3" >&2
 
 scripts/with-keyring.sh cargo test --workspace --locked -- --test-threads 2
+scripts/test-gui.sh
 echo "all tests passed in $(( $(date +%s) - started )) s" >&2

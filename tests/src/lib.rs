@@ -20,6 +20,7 @@ pub mod azurite;
 pub mod cli;
 pub mod files;
 pub mod gcs;
+pub mod gui;
 pub mod seaweed;
 pub mod service;
 pub mod store;

@@ -1,0 +1,238 @@
+//! What crosses to the web UI: the types of every command and event, declared here once and
+//! generated into `ui/src/lib/bindings.ts` (never edited by hand). Engine types are converted
+//! at this boundary so the engine knows nothing of the UI.
+
+use serde::{Deserialize, Serialize};
+use specta::Type;
+use valet_engine::transfers::{self, Changes, Summary, TransferState};
+
+/// An error a command returns: a stable code for the UI to branch on and a message to show.
+#[derive(Debug, Clone, Serialize, Type)]
+pub struct UiError {
+    /// [`valet_engine::Error::code`], or an app code (`locked`, `not_signed_in`, …).
+    pub code: String,
+    /// What happened, in plain words.
+    pub message: String,
+}
+
+impl UiError {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<valet_engine::Error> for UiError {
+    fn from(e: valet_engine::Error) -> Self {
+        Self::new(e.code(), e.to_string())
+    }
+}
+
+/// Who is signed in.
+#[derive(Debug, Clone, Serialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInfo {
+    pub signed_in: bool,
+    pub server: Option<String>,
+    pub user: Option<String>,
+    /// A server URL to offer on the sign-in screen (from the environment), when not signed in.
+    pub suggested_server: Option<String>,
+    /// Why the last sign-in no longer works, when it does not.
+    pub problem: Option<String>,
+}
+
+/// Where a file is on its way.
+#[derive(Debug, Clone, Copy, Serialize, Type, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum State {
+    Queued,
+    Hashing,
+    Uploading,
+    Paused,
+    Verifying,
+    Verified,
+    Failed,
+    Cancelled,
+}
+
+impl From<TransferState> for State {
+    fn from(s: TransferState) -> Self {
+        match s {
+            TransferState::Queued => Self::Queued,
+            TransferState::Hashing => Self::Hashing,
+            TransferState::Uploading => Self::Uploading,
+            TransferState::Paused => Self::Paused,
+            TransferState::Verifying => Self::Verifying,
+            TransferState::Verified => Self::Verified,
+            TransferState::Failed => Self::Failed,
+            _ => Self::Cancelled,
+        }
+    }
+}
+
+/// Why a file failed and what to do.
+#[derive(Debug, Clone, Serialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    pub code: String,
+    pub message: String,
+    pub advice: String,
+    pub resumable: bool,
+}
+
+/// One row of the transfer list.
+#[derive(Debug, Clone, Serialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct Transfer {
+    pub id: u64,
+    pub name: String,
+    pub path: String,
+    pub folder: Option<String>,
+    pub size: u64,
+    pub state: State,
+    pub bytes_done: u64,
+    pub already_stored: u64,
+    pub bytes_sent: u64,
+    pub bytes_per_sec: u64,
+    pub eta_secs: Option<u64>,
+    pub object_key: Option<String>,
+    pub sha256: Option<String>,
+    pub problem: Option<Problem>,
+}
+
+impl From<transfers::Transfer> for Transfer {
+    fn from(t: transfers::Transfer) -> Self {
+        Self {
+            id: t.id,
+            name: t
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| t.path.display().to_string()),
+            path: t.path.display().to_string(),
+            folder: t.prefix,
+            size: t.size,
+            state: t.state.into(),
+            bytes_done: t.bytes_done,
+            already_stored: t.already_stored,
+            bytes_sent: t.bytes_sent,
+            bytes_per_sec: t.bytes_per_sec,
+            eta_secs: t.eta_secs,
+            object_key: t.object_key,
+            sha256: t.sha256,
+            problem: t.problem.map(|p| Problem {
+                code: p.code,
+                message: p.message,
+                advice: p.advice,
+                resumable: p.resumable,
+            }),
+        }
+    }
+}
+
+/// Totals over the list.
+#[derive(Debug, Clone, Default, Serialize, Type, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Totals {
+    pub queued: u32,
+    pub running: u32,
+    pub paused: u32,
+    pub verified: u32,
+    pub failed: u32,
+    pub cancelled: u32,
+    pub bytes_total: u64,
+    pub bytes_done: u64,
+    pub bytes_per_sec: u64,
+}
+
+impl From<Summary> for Totals {
+    fn from(s: Summary) -> Self {
+        let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        Self {
+            queued: n(s.queued),
+            running: n(s.running),
+            paused: n(s.paused),
+            verified: n(s.verified),
+            failed: n(s.failed),
+            cancelled: n(s.cancelled),
+            bytes_total: s.bytes_total,
+            bytes_done: s.bytes_done,
+            bytes_per_sec: s.bytes_per_sec,
+        }
+    }
+}
+
+/// What changed in the list since `since`: apply to a view that is at `since`, or replace the
+/// view when `full`.
+#[derive(Debug, Clone, Serialize, Type, tauri_specta::Event)]
+#[serde(rename_all = "camelCase")]
+pub struct TransfersChanged {
+    pub since: u64,
+    pub version: u64,
+    pub full: bool,
+    pub rows: Vec<Transfer>,
+    pub removed: Vec<u64>,
+    pub totals: Totals,
+}
+
+impl TransfersChanged {
+    pub fn new(since: u64, changes: Changes) -> Self {
+        Self {
+            since,
+            version: changes.version,
+            full: changes.full,
+            rows: changes.rows.into_iter().map(Transfer::from).collect(),
+            removed: changes.removed,
+            totals: changes.summary.into(),
+        }
+    }
+}
+
+/// What adding files did.
+#[derive(Debug, Clone, Serialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct AddResult {
+    pub added: u32,
+    pub already_listed: u32,
+    pub unreadable: u32,
+}
+
+/// The settings a person can change.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    /// Parts of one file sent at once (1 to 16).
+    pub parallel_parts: u32,
+    /// Upload bandwidth limit in MiB/s; 0 for none.
+    pub bandwidth_limit_mib_s: f64,
+    /// Notify when a batch is verified or something failed.
+    pub notifications: bool,
+    /// Start Valet Upload when the user logs in.
+    pub start_at_login: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            parallel_parts: 4,
+            bandwidth_limit_mib_s: 0.0,
+            notifications: true,
+            start_at_login: false,
+        }
+    }
+}
+
+/// About the app.
+#[derive(Debug, Clone, Serialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct AppInfo {
+    pub version: String,
+    pub data_dir: String,
+    pub log_file: String,
+}
+
+/// The sign-in changed behind the UI's back (the saved one was revoked or expired).
+#[derive(Debug, Clone, Serialize, Type, tauri_specta::Event)]
+pub struct SessionChanged(pub SessionInfo);

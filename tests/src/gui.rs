@@ -1,0 +1,217 @@
+//! The desktop app driven in its real webview: `tauri-driver` (WebDriver for Tauri apps)
+//! starts the app binary and WebKitWebDriver, and tests click, type, read the DOM, call the
+//! app's commands and take screenshots through it. Needs an X display (Xvfb); see
+//! `scripts/test-gui.sh`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+
+use crate::free_port;
+
+/// The app binary under test: `VALET_GUI_APP`, else the debug build that embeds the UI.
+pub fn app_binary() -> PathBuf {
+    std::env::var_os("VALET_GUI_APP")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_bin("valet-upload"))
+}
+
+/// One running app with a WebDriver session on it.
+pub struct App {
+    pub client: Client,
+    driver: Child,
+}
+
+impl App {
+    /// Starts the app with `data_dir` as its data directory (and `env` besides) and waits for
+    /// its first screen.
+    pub async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let (port, native_port) = (free_port(), free_port());
+        let mut driver = Command::new("tauri-driver");
+        driver
+            .args(["--port", &port.to_string(), "--native-port", &native_port.to_string()])
+            .env("VALET_DATA_DIR", data_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            driver.env(k, v);
+        }
+        let driver = driver
+            .spawn()
+            .expect("tauri-driver on PATH (cargo install tauri-driver)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tauri-driver never listened");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "tauri:options".into(),
+            json!({ "application": app_binary() }),
+        );
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a WebDriver session on the app");
+        let app = Self { client, driver };
+        app.wait_for("the first screen", Duration::from_secs(30), async |app| {
+            app.exists("main, .sign-in, .app").await.then_some(())
+        })
+        .await;
+        app
+    }
+
+    /// Kills the app with SIGKILL (a crash, or a power cut, as far as the app can tell), then
+    /// ends the session.
+    pub async fn crash(self) {
+        assert!(kill_app(), "no app process to kill");
+        self.quit().await;
+    }
+
+    /// Ends the session and the app. Closing the window only hides the app in the tray, so
+    /// the process is ended too (or the next start would hand over to it: single instance).
+    pub async fn quit(mut self) {
+        let _ = self.client.clone().close().await;
+        kill_app();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+
+    pub async fn find(&self, css: &str) -> Element {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+    }
+
+    pub async fn exists(&self, css: &str) -> bool {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .is_ok_and(|all| !all.is_empty())
+    }
+
+    pub async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.unwrap_or_default()
+    }
+
+    pub async fn click(&self, css: &str) {
+        self.find(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    }
+
+    /// Replaces the value of an input.
+    pub async fn fill(&self, css: &str, value: &str) {
+        let input = self.find(css).await;
+        input.clear().await.unwrap();
+        input.send_keys(value).await.unwrap();
+    }
+
+    /// Calls an app command from the page, as the UI does; its answer (`Err` with the
+    /// command's error value when it rejects).
+    pub async fn invoke(&self, command: &str, args: Value) -> Result<Value, Value> {
+        let script = r#"
+            const [command, args, done] = arguments;
+            window.__TAURI_INTERNALS__.invoke(command, args)
+                .then((data) => done({ ok: data ?? null }), (error) => done({ err: error }));
+        "#;
+        let answer = self
+            .client
+            .execute_async(script, vec![json!(command), args])
+            .await
+            .unwrap_or_else(|e| panic!("invoke {command}: {e}"));
+        match answer.get("err") {
+            Some(err) => Err(err.clone()),
+            None => Ok(answer.get("ok").cloned().unwrap_or(Value::Null)),
+        }
+    }
+
+    /// The row of file `name`: its state, bytes done, bytes already stored and sent, object
+    /// key, SHA-256 and problem, from the app's own list.
+    pub async fn row(&self, name: &str) -> Option<Value> {
+        let changes = self
+            .invoke("transfers_since", json!({ "version": 0 }))
+            .await
+            .ok()?;
+        changes["rows"]
+            .as_array()?
+            .iter()
+            .rev()
+            .find(|r| r["name"] == name)
+            .cloned()
+    }
+
+    /// The `data-state` the page shows for file `name`.
+    pub async fn shown_state(&self, name: &str) -> Option<String> {
+        let css = format!(r#"li.transfer[data-name="{name}"]"#);
+        let row = self.client.find(Locator::Css(&css)).await.ok()?;
+        row.attr("data-state").await.ok().flatten()
+    }
+
+    /// Waits until the page shows file `name` in `state`.
+    pub async fn wait_state(&self, name: &str, state: &str, timeout: Duration) {
+        let what = format!("{name} {state}");
+        self.wait_for(&what, timeout, async |app| {
+            (app.shown_state(name).await.as_deref() == Some(state)).then_some(())
+        })
+        .await;
+    }
+
+    /// Polls `check` until it gives a value or `timeout` passes (then fails, saying `what`
+    /// and what the page showed).
+    pub async fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl AsyncFn(&Self) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(value) = check(self).await {
+                return value;
+            }
+            if Instant::now() > deadline {
+                let page = self.client.source().await.unwrap_or_default();
+                panic!("waited {timeout:?} for {what}; the page:\n{page}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Saves a screenshot of the window as `path` (PNG).
+    pub async fn screenshot(&self, path: &Path) {
+        let png = self.client.screenshot().await.expect("screenshot");
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(path, png).unwrap();
+    }
+}
+
+/// SIGKILLs every process of the app binary; whether there was one.
+fn kill_app() -> bool {
+    let app = app_binary();
+    let name = app.file_name().unwrap().to_string_lossy().into_owned();
+    Command::new("pkill")
+        .args(["-KILL", "-x", &name])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        kill_app();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
