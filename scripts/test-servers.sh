@@ -58,9 +58,14 @@ start_seaweedfs() {
  "actions":["Admin","Read","Write","List","Tagging"]}]}
 JSON
   local s3_port; s3_port=$(free_port)
-  # weed mini has no port-0 mode: every listener gets a free port of its own.
+  # weed mini has no port-0 mode: every listener gets a free port of its own. Every bucket is
+  # a collection with volumes of its own, and weed mini allows free disk / volume size volumes
+  # in all: on a crowded disk a suite's worth of buckets runs out ("failed to find writable
+  # volumes", HTTP 500). Small volumes and a fixed count keep it working; nothing is
+  # preallocated, so the count costs no disk.
   "$TOOLS/venv/bin/weed" mini -dir="$RUN/seaweedfs/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -s3.config="$RUN/seaweedfs/s3.json" -webdav=false -admin.ui=false -s3.port.iceberg=0 \
+    -master.volumeSizeLimitMB=64 -volume.max=1000 \
     -s3.port="$s3_port" -s3.port.grpc="$(free_port)" \
     -master.port="$(free_port)" -master.port.grpc="$(free_port)" \
     -volume.port="$(free_port)" -volume.port.grpc="$(free_port)" \

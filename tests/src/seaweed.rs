@@ -58,6 +58,10 @@ impl SeaweedFs {
             "-webdav=false".into(),
             "-admin.ui=false".into(),
             "-s3.port.iceberg=0".into(),
+            // Small volumes, a fixed count: one bucket per test must not exhaust the volumes
+            // weed mini would size from the free disk (see scripts/test-servers.sh).
+            "-master.volumeSizeLimitMB=64".into(),
+            "-volume.max=1000".into(),
             format!("-s3.port={s3_port}"),
         ];
         // weed mini has no port-0 mode: give every listener a free port of its own.
