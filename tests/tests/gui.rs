@@ -121,6 +121,25 @@ async fn the_desktop_app_uploads_pauses_resumes_cancels_recovers_and_explains_er
     })
     .await;
     app.screenshot(&screenshot("uploading.png")).await;
+    // At 200% zoom everything still fits the window's width (rows and toolbars wrap).
+    app.client
+        .execute("document.documentElement.style.zoom = '2'", vec![])
+        .await
+        .unwrap();
+    let overflow = app
+        .client
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(overflow.as_i64().unwrap() <= 1, "no sideways scrolling at 200%: {overflow}");
+    app.screenshot(&screenshot("uploading-200.png")).await;
+    app.client
+        .execute("document.documentElement.style.zoom = '1'", vec![])
+        .await
+        .unwrap();
 
     // Pause the second, cancel the waiting third.
     app.click(r#"li[data-name="second.bin"] button[data-action="pause"]"#)
@@ -194,6 +213,27 @@ async fn the_desktop_app_uploads_pauses_resumes_cancels_recovers_and_explains_er
         keyed_twice <= 8,
         "only parts in flight at the crash were keyed again: {keys_per_part:?}"
     );
+
+    // A second launch hands its files to the running app and exits: one instance.
+    let handed = random_file(files.path(), "handed.bin", 3 * MIB, 6);
+    let mut second = std::process::Command::new(valet_tests::gui::app_binary())
+        .arg(&handed)
+        .env("VALET_DATA_DIR", data.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let exited = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the second launch did not exit");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(exited.success(), "the second launch ended cleanly: {exited}");
+    app.wait_state("handed.bin", "verified", Duration::from_secs(120)).await;
+    check_stored(&app, &service, &handed).await;
 
     // Diagnostics: one archive, with the logs and journal, without secrets.
     let archive = data.path().join("diagnostics.zip");
