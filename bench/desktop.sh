@@ -17,7 +17,7 @@ if [ -z "${VALET_KEYRING_READY:-}" ]; then
 fi
 npm ci --no-audit --no-fund --loglevel=error
 npm --prefix ui ci --no-audit --no-fund --loglevel=error
-npm run tauri -- build --no-bundle >&2
+npm run tauri -- build --no-bundle >&2   # the release app, UI embedded
 cargo build --release --locked -p valet-service -p valet-cli
 app=target/release/valet-upload
 
@@ -31,9 +31,9 @@ server=$(sed -n 's/^valet-service ready on //p' "$work/service.out")
 export VALET_DATA_DIR="$work/client"
 target/release/valet login --server "$server" --user dev --password-stdin < "$work/service/dev-password" >&2
 
-# PSS and RSS (KiB) of a process and all its descendants.
+# PSS and RSS (KiB) of a process and all its descendants (processes, not threads).
 tree_memory() {
-  local pids; pids=$(pstree -p "$1" | grep -o '([0-9]\+)' | tr -d '()')
+  local pids; pids=$(pstree -pT "$1" | grep -o '([0-9]\+)' | tr -d '()')
   local pss=0 rss=0
   for p in $pids; do
     read -r a b < <(awk '/^Pss:/ {p=$2} /^Rss:/ {r=$2} END {print p+0, r+0}' "/proc/$p/smaps_rollup" 2>/dev/null || echo "0 0")
