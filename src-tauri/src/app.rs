@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use valet_engine::transfers::Transfers;
-use valet_engine::{Engine, Journal, SecretStore, SecretString, Session, SignIn};
+use valet_engine::{Engine, Journal, RateLimit, SecretStore, SecretString, Session, SignIn};
 
 use crate::dto::{SessionInfo, Settings, UiError};
 use crate::settings;
@@ -17,6 +17,8 @@ pub struct AppState {
     pub log_file: PathBuf,
     keyring: Arc<dyn SecretStore>,
     settings: Mutex<Settings>,
+    /// The bandwidth limit every upload shares; the settings change its rate in place.
+    limit: Arc<RateLimit>,
     signed_in: Mutex<Option<Transfers>>,
     /// Counts sign-ins, so that the UI pump notices a new transfer list.
     generation: AtomicU64,
@@ -41,6 +43,7 @@ impl AppState {
             log_file,
             keyring,
             settings: Mutex::new(settings),
+            limit: Arc::new(RateLimit::new(RateLimit::UNLIMITED)),
             signed_in: Mutex::new(None),
             generation: AtomicU64::new(0),
             problem: Mutex::new(None),
@@ -93,9 +96,14 @@ impl AppState {
         if user.trim().is_empty() {
             return Err(UiError::new("invalid", "Enter your account name."));
         }
-        let session =
-            Session::login(server.trim(), user.trim(), password, self.keyring.clone(), &self.data_dir)
-                .await?;
+        let session = Session::login(
+            server.trim(),
+            user.trim(),
+            password,
+            self.keyring.clone(),
+            &self.data_dir,
+        )
+        .await?;
         self.start(session)?;
         *lock(&self.problem) = None;
         Ok(self.session_info())
@@ -135,7 +143,7 @@ impl AppState {
     pub fn set_settings(&self, new: Settings) -> Result<Settings, UiError> {
         settings::save(&self.data_dir, &new)?;
         if let Some(transfers) = lock(&self.signed_in).as_ref() {
-            transfers.set_options(settings::transfer_options(&new));
+            transfers.set_options(settings::transfer_options(&new, &self.limit));
         }
         *lock(&self.settings) = new.clone();
         Ok(new)
@@ -145,7 +153,7 @@ impl AppState {
     /// unfinished, so they continue.
     fn start(&self, session: Session) -> Result<(), UiError> {
         let journal = Journal::open_in(&self.data_dir)?;
-        let options = settings::transfer_options(&self.settings());
+        let options = settings::transfer_options(&self.settings(), &self.limit);
         let transfers = Transfers::new(Engine::new(session, journal), options);
         let restoring = transfers.clone();
         tauri::async_runtime::spawn(async move {

@@ -45,7 +45,9 @@ pub async fn add_paths(
     paths: Vec<String>,
     folder: Option<String>,
 ) -> Reply<AddResult> {
-    let folder = folder.map(|f| f.trim().to_owned()).filter(|f| !f.is_empty());
+    let folder = folder
+        .map(|f| f.trim().to_owned())
+        .filter(|f| !f.is_empty());
     let paths = paths.into_iter().map(PathBuf::from).collect();
     let added = state.transfers()?.add(paths, folder).await?;
     let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);

@@ -224,7 +224,9 @@ mod tests {
             server: "http://127.0.0.1:9/",
             prefix: None,
         };
-        journal.begin(&new, time::OffsetDateTime::now_utc()).unwrap();
+        journal
+            .begin(&new, time::OffsetDateTime::now_utc())
+            .unwrap();
         let settings = Settings::default();
         let inputs = Inputs {
             data_dir: data.path(),
@@ -254,11 +256,17 @@ mod tests {
             ]
         );
         assert!(all.contains("1 uploads in the journal"), "{all}");
-        assert!(all.contains("holiday.mov") && all.contains("uploading"), "{all}");
+        assert!(
+            all.contains("holiday.mov") && all.contains("uploading"),
+            "{all}"
+        );
         assert!(all.contains("\"parallel_parts\"") || all.contains("\"parallelParts\""));
         assert!(all.contains("upload verified"));
         assert!(!all.contains(REFRESH), "refresh token in the archive");
-        assert!(!all.contains("5d672d79c15b"), "URL signature in the archive");
+        assert!(
+            !all.contains("5d672d79c15b"),
+            "URL signature in the archive"
+        );
         assert!(!all.contains("AKIDEXAMPLE"), "credential in the archive");
     }
 }

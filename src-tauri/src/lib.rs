@@ -113,7 +113,11 @@ pub fn run() {
 
 /// Adds the files named on the command line (`valet-upload FILE...`, or a second launch that
 /// handed its arguments to this one), relative to `cwd`.
-pub(crate) fn add_from_args<R: Runtime>(app: &tauri::AppHandle<R>, args: Vec<String>, cwd: PathBuf) {
+pub(crate) fn add_from_args<R: Runtime>(
+    app: &tauri::AppHandle<R>,
+    args: Vec<String>,
+    cwd: PathBuf,
+) {
     let paths: Vec<PathBuf> = args
         .into_iter()
         .skip(1)
@@ -132,7 +136,9 @@ pub(crate) fn add_from_args<R: Runtime>(app: &tauri::AppHandle<R>, args: Vec<Str
         };
         match added {
             Ok(added) => tracing::info!(files = added.added.len(), "added from the command line"),
-            Err(e) => tracing::warn!(code = %e.code, "files on the command line not added: {}", e.message),
+            Err(e) => {
+                tracing::warn!(code = %e.code, "files on the command line not added: {}", e.message)
+            }
         }
     });
 }
@@ -166,8 +172,8 @@ mod tests {
     /// `UPDATE_BINDINGS=1` to rewrite them after changing a command or a type.
     #[test]
     fn ui_bindings_are_up_to_date() {
-        let committed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../ui/src/lib/bindings.ts");
+        let committed =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui/src/lib/bindings.ts");
         let fresh = tempfile::NamedTempFile::new().unwrap();
         super::bindings()
             .export(

@@ -227,7 +227,10 @@ mod mobile {
     }
 
     pub fn set_start_at_login<R: Runtime>(_app: &AppHandle<R>, _on: bool) -> Result<(), UiError> {
-        Err(UiError::new("unsupported", "start at login is a desktop setting"))
+        Err(UiError::new(
+            "unsupported",
+            "start at login is a desktop setting",
+        ))
     }
 
     pub fn copy_text<R: Runtime>(_app: &AppHandle<R>, _text: String) -> Result<(), UiError> {

@@ -96,10 +96,17 @@ impl Batch {
         let files = |n: u32| format!("{n} file{}", if n == 1 { "" } else { "s" });
         match (verified, failed) {
             (0, 0) => None,
-            (v, 0) => Some(("Uploads verified".to_owned(), format!("{} uploaded and verified.", files(v)))),
+            (v, 0) => Some((
+                "Uploads verified".to_owned(),
+                format!("{} uploaded and verified.", files(v)),
+            )),
             (v, f) => Some((
                 "Uploads finished with failures".to_owned(),
-                format!("{} verified, {} failed. Open Valet Upload to retry.", files(v), files(f)),
+                format!(
+                    "{} verified, {} failed. Open Valet Upload to retry.",
+                    files(v),
+                    files(f)
+                ),
             )),
         }
     }
@@ -129,7 +136,10 @@ mod tests {
         assert!(failure.0.contains("failed"));
         assert_eq!(batch.update(&totals(1, 0, 7, 2)), None, "told once");
         let end = batch.update(&totals(0, 0, 9, 2)).expect("batch summary");
-        assert_eq!(end.1, "4 files verified, 2 files failed. Open Valet Upload to retry.");
+        assert_eq!(
+            end.1,
+            "4 files verified, 2 files failed. Open Valet Upload to retry."
+        );
         assert_eq!(batch.update(&totals(0, 0, 9, 2)), None, "said once");
         assert_eq!(batch.update(&totals(1, 0, 9, 2)), None);
         let end = batch.update(&totals(0, 0, 10, 2)).expect("next batch");

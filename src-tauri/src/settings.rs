@@ -22,7 +22,10 @@ pub fn load(data_dir: &Path) -> Result<Settings, UiError> {
     match std::fs::read(&path) {
         Ok(bytes) => {
             let settings: Settings = serde_json::from_slice(&bytes).map_err(|e| {
-                UiError::new("settings", format!("{}: not valid settings: {e}", path.display()))
+                UiError::new(
+                    "settings",
+                    format!("{}: not valid settings: {e}", path.display()),
+                )
             })?;
             check(&settings)?;
             Ok(settings)
@@ -62,7 +65,7 @@ pub fn check(settings: &Settings) -> Result<(), UiError> {
         ));
     }
     let limit = settings.bandwidth_limit_mib_s;
-    if !limit.is_finite() || limit < 0.0 || limit > 100_000.0 {
+    if !limit.is_finite() || !(0.0..=100_000.0).contains(&limit) {
         return Err(UiError::new(
             "invalid",
             format!("the bandwidth limit must be 0 (none) to 100000 MiB/s, not {limit}"),
@@ -71,13 +74,19 @@ pub fn check(settings: &Settings) -> Result<(), UiError> {
     Ok(())
 }
 
-/// The engine options these settings ask for.
-pub fn transfer_options(settings: &Settings) -> TransferOptions {
+/// The engine options these settings ask for. Every upload shares `limit`, whose rate is set
+/// here, so a new bandwidth limit applies at once to uploads already running too.
+pub fn transfer_options(settings: &Settings, limit: &Arc<RateLimit>) -> TransferOptions {
     let bytes_per_sec = (settings.bandwidth_limit_mib_s * 1024.0 * 1024.0).round() as u64;
+    limit.set_rate(if bytes_per_sec > 0 {
+        bytes_per_sec
+    } else {
+        RateLimit::UNLIMITED
+    });
     TransferOptions {
         put: PutOptions {
             parallel: (settings.parallel_parts as usize).clamp(1, MAX_PARALLEL),
-            limit: (bytes_per_sec > 0).then(|| Arc::new(RateLimit::new(bytes_per_sec))),
+            limit: Some(limit.clone()),
             ..PutOptions::default()
         },
         ..TransferOptions::default()
@@ -100,10 +109,16 @@ mod tests {
         };
         save(dir.path(), &changed).unwrap();
         assert_eq!(load(dir.path()).unwrap(), changed);
-        let options = transfer_options(&changed);
+        let limit = Arc::new(RateLimit::new(RateLimit::UNLIMITED));
+        let options = transfer_options(&changed, &limit);
         assert_eq!(options.put.parallel, 8);
         assert_eq!(options.put.limit.unwrap().rate(), 2_621_440);
-        assert!(transfer_options(&Settings::default()).put.limit.is_none());
+        transfer_options(&Settings::default(), &limit);
+        assert_eq!(
+            limit.rate(),
+            RateLimit::UNLIMITED,
+            "0 is no limit, on the same shared limit"
+        );
     }
 
     #[test]

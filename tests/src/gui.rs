@@ -34,7 +34,12 @@ impl App {
         let (port, native_port) = (free_port(), free_port());
         let mut driver = Command::new("tauri-driver");
         driver
-            .args(["--port", &port.to_string(), "--native-port", &native_port.to_string()])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &native_port.to_string(),
+            ])
             .env("VALET_DATA_DIR", data_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());

@@ -52,7 +52,8 @@ async fn check_stored(app: &App, service: &Service, file: &Path) -> Value {
         .text(&format!(r#"li[data-name="{name}"] .object-key"#))
         .await;
     assert_eq!(shown_key, key, "the row shows the object key");
-    let (size, stored_sha) = stored(service, key).unwrap_or_else(|| panic!("{key} is not in the store"));
+    let (size, stored_sha) =
+        stored(service, key).unwrap_or_else(|| panic!("{key} is not in the store"));
     assert_eq!(
         (size, stored_sha),
         (std::fs::metadata(file).unwrap().len(), sha),
@@ -75,7 +76,12 @@ async fn the_desktop_app_uploads_pauses_resumes_cancels_recovers_and_explains_er
     // Sign in: the server comes prefilled from VALET_SERVER.
     let app = App::start(data.path(), &env).await;
     assert_eq!(
-        app.find("#server").await.prop("value").await.unwrap().as_deref(),
+        app.find("#server")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
         Some(service.url.as_str())
     );
     app.fill("#user", USER).await;
@@ -87,9 +93,11 @@ async fn the_desktop_app_uploads_pauses_resumes_cancels_recovers_and_explains_er
     .await;
     app.fill("#password", PASSWORD).await;
     app.click("#sign-in-button").await;
-    app.wait_for("the empty main window", Duration::from_secs(20), async |app| {
-        app.exists("#drop-zone").await.then_some(())
-    })
+    app.wait_for(
+        "the empty main window",
+        Duration::from_secs(20),
+        async |app| app.exists("#drop-zone").await.then_some(()),
+    )
     .await;
     app.screenshot(&screenshot("empty.png")).await;
 
@@ -115,10 +123,14 @@ async fn the_desktop_app_uploads_pauses_resumes_cancels_recovers_and_explains_er
         add(&app, f).await;
     }
     // Past 40 MiB, at least one part is stored: at most 4 × 8 MiB are ever in flight.
-    app.wait_for("second.bin past 40 MiB", Duration::from_secs(240), async |app| {
-        let row = app.row("second.bin").await?;
-        (row["state"] == "uploading" && row["bytesDone"].as_u64()? > 40 * MIB).then_some(())
-    })
+    app.wait_for(
+        "second.bin past 40 MiB",
+        Duration::from_secs(240),
+        async |app| {
+            let row = app.row("second.bin").await?;
+            (row["state"] == "uploading" && row["bytesDone"].as_u64()? > 40 * MIB).then_some(())
+        },
+    )
     .await;
     app.screenshot(&screenshot("uploading.png")).await;
     // At 200% zoom everything still fits the window's width (rows and toolbars wrap).
@@ -134,7 +146,10 @@ async fn the_desktop_app_uploads_pauses_resumes_cancels_recovers_and_explains_er
         )
         .await
         .unwrap();
-    assert!(overflow.as_i64().unwrap() <= 1, "no sideways scrolling at 200%: {overflow}");
+    assert!(
+        overflow.as_i64().unwrap() <= 1,
+        "no sideways scrolling at 200%: {overflow}"
+    );
     app.screenshot(&screenshot("uploading-200.png")).await;
     app.client
         .execute("document.documentElement.style.zoom = '1'", vec![])
@@ -144,23 +159,31 @@ async fn the_desktop_app_uploads_pauses_resumes_cancels_recovers_and_explains_er
     // Pause the second, cancel the waiting third.
     app.click(r#"li[data-name="second.bin"] button[data-action="pause"]"#)
         .await;
-    app.wait_state("second.bin", "paused", Duration::from_secs(10)).await;
+    app.wait_state("second.bin", "paused", Duration::from_secs(10))
+        .await;
     app.click(r#"li[data-name="third.bin"] button[data-action="cancel"]"#)
         .await;
-    app.wait_state("third.bin", "cancelled", Duration::from_secs(10)).await;
+    app.wait_state("third.bin", "cancelled", Duration::from_secs(10))
+        .await;
     let paused_at = app.row("second.bin").await.unwrap()["bytesDone"]
         .as_u64()
         .unwrap();
 
-    app.wait_state("first.bin", "verified", Duration::from_secs(300)).await;
+    app.wait_state("first.bin", "verified", Duration::from_secs(300))
+        .await;
     check_stored(&app, &service, &first).await;
     let still = app.row("second.bin").await.unwrap();
     assert_eq!(still["state"], "paused");
-    assert_eq!(still["bytesDone"].as_u64().unwrap(), paused_at, "nothing moves while paused");
+    assert_eq!(
+        still["bytesDone"].as_u64().unwrap(),
+        paused_at,
+        "nothing moves while paused"
+    );
 
     app.click(r#"li[data-name="second.bin"] button[data-action="resume"]"#)
         .await;
-    app.wait_state("second.bin", "verified", Duration::from_secs(300)).await;
+    app.wait_state("second.bin", "verified", Duration::from_secs(300))
+        .await;
     let second_row = check_stored(&app, &service, &second).await;
     assert!(
         second_row["alreadyStored"].as_u64().unwrap() > 0,
@@ -176,10 +199,14 @@ async fn the_desktop_app_uploads_pauses_resumes_cancels_recovers_and_explains_er
     // silently, and sends only what the store did not have.
     let big = random_file(files.path(), "crash.bin", 160 * MIB, 4);
     add(&app, &big).await;
-    app.wait_for("crash.bin half sent", Duration::from_secs(240), async |app| {
-        let row = app.row("crash.bin").await?;
-        (row["bytesDone"].as_u64()? > 80 * MIB).then_some(())
-    })
+    app.wait_for(
+        "crash.bin half sent",
+        Duration::from_secs(240),
+        async |app| {
+            let row = app.row("crash.bin").await?;
+            (row["bytesDone"].as_u64()? > 80 * MIB).then_some(())
+        },
+    )
     .await;
     app.crash().await;
     let app = App::start(data.path(), &env).await;
@@ -187,14 +214,19 @@ async fn the_desktop_app_uploads_pauses_resumes_cancels_recovers_and_explains_er
         !app.exists(".sign-in").await,
         "signed in again without a sign-in screen"
     );
-    app.wait_state("crash.bin", "verified", Duration::from_secs(300)).await;
+    app.wait_state("crash.bin", "verified", Duration::from_secs(300))
+        .await;
     let crash_row = check_stored(&app, &service, &big).await;
     let (kept, sent) = (
         crash_row["alreadyStored"].as_u64().unwrap(),
         crash_row["bytesSent"].as_u64().unwrap(),
     );
     assert!(kept >= 160 * MIB / 4, "the store kept parts: {crash_row}");
-    assert_eq!(kept + sent, 160 * MIB, "finished parts were not sent again: {crash_row}");
+    assert_eq!(
+        kept + sent,
+        160 * MIB,
+        "finished parts were not sent again: {crash_row}"
+    );
     let mut keys_per_part: BTreeMap<u64, u32> = BTreeMap::new();
     let audit = tokio::task::block_in_place(|| service.audit());
     let upload_id = audit
@@ -205,7 +237,9 @@ async fn the_desktop_app_uploads_pauses_resumes_cancels_recovers_and_explains_er
         .expect("the completion is audited");
     for event in &audit {
         if event["event"] == "key_issued" && event["upload_id"] == upload_id.as_str() {
-            *keys_per_part.entry(event["part"].as_u64().unwrap()).or_default() += 1;
+            *keys_per_part
+                .entry(event["part"].as_u64().unwrap())
+                .or_default() += 1;
         }
     }
     let keyed_twice = keys_per_part.values().filter(|&&n| n > 1).count();
@@ -228,11 +262,18 @@ async fn the_desktop_app_uploads_pauses_resumes_cancels_recovers_and_explains_er
         if let Some(status) = second.try_wait().unwrap() {
             break status;
         }
-        assert!(std::time::Instant::now() < deadline, "the second launch did not exit");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second launch did not exit"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(exited.success(), "the second launch ended cleanly: {exited}");
-    app.wait_state("handed.bin", "verified", Duration::from_secs(120)).await;
+    assert!(
+        exited.success(),
+        "the second launch ended cleanly: {exited}"
+    );
+    app.wait_state("handed.bin", "verified", Duration::from_secs(120))
+        .await;
     check_stored(&app, &service, &handed).await;
 
     // Diagnostics: one archive, with the logs and journal, without secrets.
@@ -253,9 +294,18 @@ async fn the_desktop_app_uploads_pauses_resumes_cancels_recovers_and_explains_er
     for name in ["config.json", "journal.txt"] {
         assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
     }
-    assert!(names.iter().any(|n| n.starts_with("logs/")), "logs in {names:?}");
-    assert!(content.contains("crash.bin"), "the journal summary lists the uploads");
-    assert!(!content.contains(PASSWORD), "the password is not in the archive");
+    assert!(
+        names.iter().any(|n| n.starts_with("logs/")),
+        "logs in {names:?}"
+    );
+    assert!(
+        content.contains("crash.bin"),
+        "the journal summary lists the uploads"
+    );
+    assert!(
+        !content.contains(PASSWORD),
+        "the password is not in the archive"
+    );
     assert!(
         !content.contains("X-Amz-Signature=") || content.contains("X-Amz-Signature=[redacted]"),
         "no URL signature in the archive"
@@ -276,17 +326,23 @@ async fn the_desktop_app_uploads_pauses_resumes_cancels_recovers_and_explains_er
         .expect("add a folder");
     assert_eq!(added["added"], 10_000, "{added}");
     let listed_after = dropped.elapsed();
-    app.wait_for("10,000 rows counted", Duration::from_secs(60), async |app| {
-        let all = app.text("#filter-all .count").await;
-        (all.trim().parse::<u32>().ok()? >= 10_001).then_some(())
-    })
+    app.wait_for(
+        "10,000 rows counted",
+        Duration::from_secs(60),
+        async |app| {
+            let all = app.text("#filter-all .count").await;
+            (all.trim().parse::<u32>().ok()? >= 10_001).then_some(())
+        },
+    )
     .await;
     let shown_after = dropped.elapsed();
     let click = std::time::Instant::now();
     app.click("#settings-button").await;
-    app.wait_for("the settings dialog", Duration::from_secs(30), async |app| {
-        app.exists("dialog[open]").await.then_some(())
-    })
+    app.wait_for(
+        "the settings dialog",
+        Duration::from_secs(30),
+        async |app| app.exists("dialog[open]").await.then_some(()),
+    )
     .await;
     let dialog_after = click.elapsed();
     app.client
@@ -299,16 +355,23 @@ async fn the_desktop_app_uploads_pauses_resumes_cancels_recovers_and_explains_er
         .await
         .unwrap()
         .len();
-    assert!(drawn <= 400, "{drawn} rows drawn: the list draws a page at a time");
+    assert!(
+        drawn <= 400,
+        "{drawn} rows drawn: the list draws a page at a time"
+    );
     println!(
         "10,000-file drop: listed by the app in {listed_after:?}, counted on screen after \
          {shown_after:?}; a click on Settings answered in {dialog_after:?}; {drawn} rows drawn"
     );
     app.click("#cancel-all").await;
-    app.wait_for("everything cancelled", Duration::from_secs(60), async |app| {
-        let active = app.text("#filter-active .count").await;
-        (active.trim() == "0").then_some(())
-    })
+    app.wait_for(
+        "everything cancelled",
+        Duration::from_secs(60),
+        async |app| {
+            let active = app.text("#filter-active .count").await;
+            (active.trim() == "0").then_some(())
+        },
+    )
     .await;
     app.click("#clear-finished").await;
 
@@ -318,9 +381,7 @@ async fn the_desktop_app_uploads_pauses_resumes_cancels_recovers_and_explains_er
     add(&app, &orphan).await;
     app.wait_state("no-service.bin", "failed", Duration::from_secs(180))
         .await;
-    let problem = app
-        .text(r#"li[data-name="no-service.bin"] .problem"#)
-        .await;
+    let problem = app.text(r#"li[data-name="no-service.bin"] .problem"#).await;
     assert!(
         problem.contains("could not be reached") && problem.contains("Retry"),
         "the row says what happened and what to do: {problem}"

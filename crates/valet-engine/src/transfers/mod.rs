@@ -233,7 +233,9 @@ impl Transfers {
                 TransferState::Paused,
                 TransferState::Verifying,
             ]);
-            ids.into_iter().filter_map(|id| table.cancel(id).ok()).collect()
+            ids.into_iter()
+                .filter_map(|id| table.cancel(id).ok())
+                .collect()
         };
         let inner = self.inner.clone();
         self.inner.runtime.spawn(async move {
@@ -265,7 +267,6 @@ impl Transfers {
     pub fn summary(&self) -> Summary {
         self.inner.lock().summary(Instant::now())
     }
-
 }
 
 impl Inner {

@@ -5,56 +5,77 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A limit of `rate` bytes per second across everything that shares it.
+/// A limit of `rate` bytes per second across everything that shares it. The rate can be
+/// changed while uploads run ([`RateLimit::set_rate`]): the next chunk of every body follows it.
 #[derive(Debug)]
 pub struct RateLimit {
-    rate: f64,
-    burst: f64,
     state: Mutex<Bucket>,
 }
 
 #[derive(Debug)]
 struct Bucket {
+    rate: f64,
+    burst: f64,
     available: f64,
     updated: Instant,
 }
 
+/// A tenth of a second of credit at most: short bursts, a smooth rate.
+fn burst_of(rate: f64) -> f64 {
+    (rate / 10.0).max(1024.0)
+}
+
 impl RateLimit {
+    /// A rate that never makes anything wait: a shared limit that is off for now, and can be
+    /// turned on while uploads run.
+    pub const UNLIMITED: u64 = u64::MAX;
+
     /// A limit of `bytes_per_sec` (at least 1).
     pub fn new(bytes_per_sec: u64) -> Self {
         let rate = bytes_per_sec.max(1) as f64;
         Self {
-            rate,
-            // A tenth of a second of credit at most: short bursts, a smooth rate.
-            burst: (rate / 10.0).max(1024.0),
             state: Mutex::new(Bucket {
+                rate,
+                burst: burst_of(rate),
                 available: 0.0,
                 updated: Instant::now(),
             }),
         }
     }
 
+    fn bucket(&self) -> std::sync::MutexGuard<'_, Bucket> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Bytes per second.
     pub fn rate(&self) -> u64 {
-        self.rate as u64
+        self.bucket().rate as u64
+    }
+
+    /// Changes the rate (at least 1 byte/s) for everything sharing this limit, from now on.
+    pub fn set_rate(&self, bytes_per_sec: u64) {
+        let mut bucket = self.bucket();
+        bucket.rate = bytes_per_sec.max(1) as f64;
+        bucket.burst = burst_of(bucket.rate);
+        bucket.available = bucket.available.min(bucket.burst);
     }
 
     /// Body chunk size that keeps the rate smooth: about 1/8 s worth, 1 KiB to 256 KiB.
     pub(crate) fn chunk_size(&self) -> usize {
-        ((self.rate / 8.0) as usize).clamp(1024, 256 * 1024)
+        ((self.bucket().rate / 8.0) as usize).clamp(1024, 256 * 1024)
     }
 
     /// Reserves `bytes` at `now`; how long to wait before sending them.
     pub fn reserve(&self, bytes: u64, now: Instant) -> Duration {
-        let mut bucket = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut bucket = self.bucket();
         let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
         bucket.updated = bucket.updated.max(now);
-        bucket.available = (bucket.available + elapsed * self.rate).min(self.burst);
+        bucket.available = (bucket.available + elapsed * bucket.rate).min(bucket.burst);
         bucket.available -= bytes as f64;
         if bucket.available >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-bucket.available / self.rate)
+            Duration::from_secs_f64(-bucket.available / bucket.rate)
         }
     }
 
@@ -91,6 +112,24 @@ mod tests {
         assert!(
             after_idle.as_secs_f64() > 3.9,
             "idle time does not buy a big burst: {after_idle:?}"
+        );
+    }
+
+    #[test]
+    fn a_new_rate_applies_to_what_is_sent_next() {
+        let limit = RateLimit::new(1000);
+        let t = Instant::now();
+        limit.set_rate(10_000);
+        assert_eq!(limit.rate(), 10_000);
+        let wait = limit.reserve(5000, t);
+        assert!(
+            (wait.as_secs_f64() - 0.5).abs() < 0.01,
+            "5000 bytes at the new 10000 B/s: {wait:?}"
+        );
+        limit.set_rate(RateLimit::UNLIMITED);
+        assert_eq!(
+            limit.reserve(1 << 30, t + Duration::from_secs(1)),
+            Duration::ZERO
         );
     }
 }
