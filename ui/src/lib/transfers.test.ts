@@ -66,8 +66,8 @@ describe("row state rules", () => {
   test("a paused row resumes or cancels", () => {
     expect(actionsFor("paused")).toEqual({ pause: false, resume: true, cancel: true, retry: false });
   });
-  test("a verifying row can only be cancelled", () => {
-    expect(actionsFor("verifying")).toEqual({ pause: false, resume: false, cancel: true, retry: false });
+  test("a verifying row offers nothing: the object is being completed", () => {
+    expect(actionsFor("verifying")).toEqual({ pause: false, resume: false, cancel: false, retry: false });
   });
   test("failed and cancelled rows offer retry only; verified rows offer nothing", () => {
     expect(actionsFor("failed").retry).toBe(true);

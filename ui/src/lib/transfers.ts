@@ -70,7 +70,8 @@ export function actionsFor(state: State): Actions {
     case "paused":
       return { pause: false, resume: true, cancel: true, retry: false };
     case "verifying":
-      return { pause: false, resume: false, cancel: true, retry: false };
+      // The service is completing the object: nothing to stop any more.
+      return { pause: false, resume: false, cancel: false, retry: false };
     case "failed":
     case "cancelled":
       return { pause: false, resume: false, cancel: false, retry: true };

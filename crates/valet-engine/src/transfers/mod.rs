@@ -182,8 +182,9 @@ impl Transfers {
         Ok(())
     }
 
-    /// Cancels a file that is not finished: its upload stops, the journal marks it failed,
-    /// and the service is asked to abort it so the store drops the parts.
+    /// Cancels a file that is neither finished nor being verified: its upload stops, the
+    /// journal marks it failed, and the service is asked to abort it so the store drops the
+    /// parts.
     pub fn cancel(&self, id: TransferId) -> Result<()> {
         let cancelled = self.inner.lock().cancel(id)?;
         self.inner.start_ready();
@@ -221,8 +222,8 @@ impl Transfers {
         self.inner.start_ready();
     }
 
-    /// Cancels every file that is not finished. All are taken out of the queue at once, so
-    /// none starts while the others are being cancelled.
+    /// Cancels every file that is neither finished nor being verified. All are taken out of
+    /// the queue at once, so none starts while the others are being cancelled.
     pub fn cancel_all(&self) {
         let cancelled: Vec<table::Cancelled> = {
             let mut table = self.inner.lock();
@@ -231,7 +232,6 @@ impl Transfers {
                 TransferState::Hashing,
                 TransferState::Uploading,
                 TransferState::Paused,
-                TransferState::Verifying,
             ]);
             ids.into_iter()
                 .filter_map(|id| table.cancel(id).ok())

@@ -442,6 +442,13 @@ impl Table {
 
     pub(crate) fn cancel(&mut self, id: TransferId) -> Result<Cancelled> {
         let state = self.state_of(id)?;
+        if state == TransferState::Verifying {
+            // The service is completing the object; stopping now could leave a verified
+            // object behind a row that says cancelled.
+            return Err(Error::Invalid(
+                "this upload is being verified and cannot be cancelled".into(),
+            ));
+        }
         if state.is_finished() {
             return Err(Error::Invalid(format!("cannot cancel a {state:?} upload")));
         }

@@ -201,6 +201,10 @@ fn progress_counts_stored_parts_and_takes_back_retried_bytes() {
     table.apply(id, run, &Event::Verifying { upload: 3 }, t0);
     assert_eq!(state(&table, id), TransferState::Verifying);
     assert!(table.pause(id).is_err(), "verifying cannot be paused");
+    assert!(
+        table.cancel(id).is_err(),
+        "nor cancelled: the object may already be complete"
+    );
 }
 
 #[test]
