@@ -58,8 +58,7 @@ impl AppState {
 
     /// The transfer list, or `not_signed_in`.
     pub fn transfers(&self) -> Result<Transfers, UiError> {
-        lock(&self.signed_in)
-            .clone()
+        self.transfers_if_signed_in()
             .ok_or_else(|| UiError::new("not_signed_in", "Sign in first."))
     }
 

@@ -251,21 +251,11 @@ impl Transfers {
         self.inner.lock().clear_finished()
     }
 
-    /// One row.
-    pub fn get(&self, id: TransferId) -> Option<Transfer> {
-        self.inner.lock().snapshot(id, Instant::now())
-    }
-
     /// The rows changed since `version` (0: every row), rows removed since then, and the
     /// totals. A UI polls this a few times a second and redraws only what changed, which keeps
     /// it responsive with many thousands of rows.
     pub fn changes_since(&self, version: u64) -> Changes {
         self.inner.lock().changes_since(version, Instant::now())
-    }
-
-    /// Totals over the list (for a tray icon or a window title).
-    pub fn summary(&self) -> Summary {
-        self.inner.lock().summary(Instant::now())
     }
 }
 

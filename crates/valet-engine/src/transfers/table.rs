@@ -513,6 +513,7 @@ impl Table {
             .collect()
     }
 
+    #[cfg(test)]
     pub(crate) fn snapshot(&self, id: TransferId, now: Instant) -> Option<Transfer> {
         self.rows.get(&id).map(|r| view(r, now))
     }
