@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 started=$(date +%s)
 scripts/setup-debian.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+# A one-shot build gains nothing from incremental state, which would double the target dir.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 cargo build --workspace --bins --tests --locked
 eval "$(scripts/test-servers.sh start)"
