@@ -348,24 +348,14 @@ impl StoreConfig {
                 None => return Ok(None),
             },
         };
-        std::fs::read_to_string(&path).map(Some).map_err(|e| {
-            Error::Config(format!(
-                "store.credentials_file: cannot read {}: {e}",
-                path.display()
-            ))
-        })
+        read_credentials(&path).map(Some)
     }
 
     /// One secret of a TOML `credentials_file` (`account_key`, `client_secret`), else the
     /// environment variable `env`.
     pub fn credential_field(&self, name: &str, env: &str) -> Result<String, Error> {
         if let Some(path) = &self.credentials_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::Config(format!(
-                    "store.credentials_file: cannot read {}: {e}",
-                    path.display()
-                ))
-            })?;
+            let text = read_credentials(path)?;
             let table: std::collections::BTreeMap<String, String> = Figment::new()
                 .merge(Toml::string(&text))
                 .extract()
@@ -383,6 +373,16 @@ impl StoreConfig {
             ))
         })
     }
+}
+
+/// The text of a credentials file; an error names `store.credentials_file` and the path.
+fn read_credentials(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Error::Config(format!(
+            "store.credentials_file: cannot read {}: {e}",
+            path.display()
+        ))
+    })
 }
 
 fn default_listen() -> SocketAddr {
@@ -517,12 +517,7 @@ impl StoreConfig {
     /// S3 credentials: `credentials_file` when set, else the AWS_* variables.
     pub fn s3_credentials(&self) -> Result<StoreCredentials, Error> {
         if let Some(path) = &self.credentials_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::Config(format!(
-                    "store.credentials_file: cannot read {}: {e}",
-                    path.display()
-                ))
-            })?;
+            let text = read_credentials(path)?;
             return toml_credentials(&text).map_err(|e| {
                 Error::Config(format!(
                     "store.credentials_file: {} is not valid: {e}",
@@ -616,34 +611,25 @@ mod tests {
         Config::from_toml(text).unwrap_err().to_string()
     }
 
+    /// `text` is refused with an error that names `field`.
+    fn assert_names(text: &str, field: &str) {
+        let error = error_of(text);
+        assert!(error.contains(field), "{field}: {error}");
+    }
+
     #[test]
     fn parse_errors_name_the_field() {
-        let bad_duration = format!("{MINIMAL}\n[keys]\nttl = \"ten minutes\"");
-        assert!(
-            error_of(&bad_duration).contains("keys.ttl"),
-            "{}",
-            error_of(&bad_duration)
+        assert_names(
+            &format!("{MINIMAL}\n[keys]\nttl = \"ten minutes\""),
+            "keys.ttl",
         );
-
-        let bad_size = MINIMAL.replace("[store]", "[limits]\nmax_file_size = \"lots\"\n[store]");
-        assert!(
-            error_of(&bad_size).contains("limits.max_file_size"),
-            "{}",
-            error_of(&bad_size)
+        assert_names(
+            &MINIMAL.replace("[store]", "[limits]\nmax_file_size = \"lots\"\n[store]"),
+            "limits.max_file_size",
         );
-
-        let bad_verify = format!("{MINIMAL}\nverify = \"trust-me\"");
-        assert!(
-            error_of(&bad_verify).contains("store.verify"),
-            "{}",
-            error_of(&bad_verify)
-        );
-
-        let typo = format!("{MINIMAL}\nbuckett = \"x\"");
-        assert!(error_of(&typo).contains("buckett"), "{}", error_of(&typo));
-
-        let missing = "data_dir = \"/tmp\"";
-        assert!(error_of(missing).contains("store"), "{}", error_of(missing));
+        assert_names(&format!("{MINIMAL}\nverify = \"trust-me\""), "store.verify");
+        assert_names(&format!("{MINIMAL}\nbuckett = \"x\""), "buckett");
+        assert_names("data_dir = \"/tmp\"", "store");
     }
 
     #[test]
@@ -654,20 +640,8 @@ mod tests {
             "{}",
             error_of(&long_key)
         );
-
-        let short_bucket = MINIMAL.replace("valet-test", "v");
-        assert!(
-            error_of(&short_bucket).contains("store.bucket"),
-            "{}",
-            error_of(&short_bucket)
-        );
-
-        let escaping_prefix = format!("{MINIMAL}\nprefix = \"../up\"");
-        assert!(
-            error_of(&escaping_prefix).contains("store.prefix"),
-            "{}",
-            error_of(&escaping_prefix)
-        );
+        assert_names(&MINIMAL.replace("valet-test", "v"), "store.bucket");
+        assert_names(&format!("{MINIMAL}\nprefix = \"../up\""), "store.prefix");
     }
 
     #[test]

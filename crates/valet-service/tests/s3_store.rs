@@ -38,15 +38,18 @@ struct Started {
     running: server::Running,
     api: Api,
     token: String,
+    endpoint: String,
+    credentials: StoreCredentials,
     _dir: tempfile::TempDir,
 }
 
-async fn start_on(
-    endpoint: &str,
-    credentials: &StoreCredentials,
-    bucket: &str,
-    user: &str,
-) -> Started {
+/// A service on `bucket` of the store under test with `user` signed in, or `None` (and a
+/// line saying so) when no store is named.
+async fn start_on(bucket: &str, user: &str) -> Option<Started> {
+    let Some((endpoint, credentials)) = store_under_test() else {
+        eprintln!("VALET_TEST_S3 not set: S3 store test not run");
+        return None;
+    };
     let dir = tempfile::tempdir().unwrap();
     let config = Config::from_toml(&format!(
         r#"
@@ -65,7 +68,7 @@ async fn start_on(
         dir.path().display()
     ))
     .unwrap();
-    let running = server::start(config, credentials)
+    let running = server::start(config, &credentials)
         .await
         .expect("service starts");
     let password = format!("{user}-password");
@@ -82,26 +85,54 @@ async fn start_on(
         .as_str()
         .unwrap()
         .to_owned();
-    Started {
+    Some(Started {
         running,
         api,
         token,
+        endpoint,
+        credentials,
         _dir: dir,
+    })
+}
+
+/// A `GET` of `key` (of its tags, with `tagging`) presigned with the store's own credentials:
+/// the test's view of the bucket, not the service's.
+fn presigned_get(
+    endpoint: &str,
+    credentials: &StoreCredentials,
+    bucket: &str,
+    key: &str,
+    tagging: bool,
+) -> reqwest::Url {
+    let bucket = rusty_s3::Bucket::new(
+        endpoint.parse().unwrap(),
+        rusty_s3::UrlStyle::Path,
+        bucket.to_owned(),
+        "us-east-1",
+    )
+    .unwrap();
+    let credentials =
+        rusty_s3::Credentials::new(&credentials.access_key_id, &credentials.secret_access_key);
+    let mut get = bucket.get_object(Some(&credentials), key);
+    if tagging {
+        rusty_s3::S3Action::query_mut(&mut get).insert("tagging", "");
     }
+    rusty_s3::S3Action::sign(&get, Duration::from_secs(60))
 }
 
 #[tokio::test]
 async fn checksum_verified_upload_on_a_store_that_checks_part_digests() {
-    let Some((endpoint, credentials)) = store_under_test() else {
-        eprintln!("VALET_TEST_S3 not set: S3 store test not run");
+    let Some(started) = start_on("valet-svc-test", "alice").await else {
         return;
     };
     let Started {
         running,
         api,
         token,
+        endpoint,
+        credentials,
         _dir,
-    } = start_on(&endpoint, &credentials, "valet-svc-test", "alice").await;
+    } = started;
 
     let bytes = file_bytes(PART + 1);
     let (id, object_key, receipts) = upload_parts(&api, &token, "both.bin", &bytes).await;
@@ -168,19 +199,14 @@ async fn checksum_verified_upload_on_a_store_that_checks_part_digests() {
         "the store's composite checksum is the one computed from the signed digests"
     );
     // The object carries its sha256 as a tag.
-    let bucket = rusty_s3::Bucket::new(
-        endpoint.parse().unwrap(),
-        rusty_s3::UrlStyle::Path,
-        "valet-svc-test",
-        "us-east-1",
-    )
-    .unwrap();
-    let creds =
-        rusty_s3::Credentials::new(&credentials.access_key_id, &credentials.secret_access_key);
-    let mut get_tags = bucket.get_object(Some(&creds), &object_key);
-    rusty_s3::S3Action::query_mut(&mut get_tags).insert("tagging", "");
     let tags = http
-        .get(rusty_s3::S3Action::sign(&get_tags, Duration::from_secs(60)))
+        .get(presigned_get(
+            &endpoint,
+            &credentials,
+            "valet-svc-test",
+            &object_key,
+            true,
+        ))
         .send()
         .await
         .unwrap()
@@ -269,16 +295,17 @@ async fn checksum_verified_upload_on_a_store_that_checks_part_digests() {
 /// complete.
 #[tokio::test]
 async fn a_failed_verification_never_deletes_an_earlier_object_it_did_not_complete() {
-    let Some((endpoint, credentials)) = store_under_test() else {
-        eprintln!("VALET_TEST_S3 not set: S3 store test not run");
+    let Some(started) = start_on("valet-svc-earlier", "eve").await else {
         return;
     };
     let Started {
         running,
         api,
         token,
+        endpoint,
+        credentials,
         _dir,
-    } = start_on(&endpoint, &credentials, "valet-svc-earlier", "eve").await;
+    } = started;
     let complete = |id: String, bytes: Vec<u8>, receipts: Vec<serde_json::Value>| {
         let (api, token) = (&api, &token);
         async move {
@@ -319,19 +346,7 @@ async fn a_failed_verification_never_deletes_an_earlier_object_it_did_not_comple
         "{body}"
     );
 
-    let bucket = rusty_s3::Bucket::new(
-        endpoint.parse().unwrap(),
-        rusty_s3::UrlStyle::Path,
-        "valet-svc-earlier",
-        "us-east-1",
-    )
-    .unwrap();
-    let creds =
-        rusty_s3::Credentials::new(&credentials.access_key_id, &credentials.secret_access_key);
-    let url = rusty_s3::S3Action::sign(
-        &bucket.get_object(Some(&creds), &key),
-        Duration::from_secs(60),
-    );
+    let url = presigned_get(&endpoint, &credentials, "valet-svc-earlier", &key, false);
     let stored = reqwest::get(url).await.unwrap().bytes().await.unwrap();
     assert!(
         stored == first,

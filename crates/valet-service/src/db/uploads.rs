@@ -302,24 +302,26 @@ pub async fn record_part_digest(
 
 /// The MD5 (base64) the newest key of each part was issued for, where the store needed one.
 pub async fn part_md5s(db: &Db, id: &str) -> Result<BTreeMap<u32, String>, Error> {
-    let rows = sqlx::query(
-        "SELECT part_number, md5 FROM part_digests WHERE upload_id = ? AND md5 IS NOT NULL",
-    )
-    .bind(id)
-    .fetch_all(db.pool())
-    .await?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| {
-            let n = u32::try_from(r.get::<i64, _>("part_number")).ok()?;
-            Some((n, r.get::<String, _>("md5")))
-        })
-        .collect())
+    signed_digests(db, id, "md5").await
 }
 
 /// The digest (base64) signed into the newest key of each part, by part number.
 pub async fn part_digests(db: &Db, id: &str) -> Result<BTreeMap<u32, String>, Error> {
-    let rows = sqlx::query("SELECT part_number, sha256 FROM part_digests WHERE upload_id = ?")
+    signed_digests(db, id, "sha256").await
+}
+
+/// One digest `column` of `part_digests` (a name written here, never input) for each part of
+/// upload `id` that has one, by part number.
+async fn signed_digests(
+    db: &Db,
+    id: &str,
+    column: &'static str,
+) -> Result<BTreeMap<u32, String>, Error> {
+    let sql = format!(
+        "SELECT part_number, {column} AS digest FROM part_digests
+         WHERE upload_id = ? AND {column} IS NOT NULL"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .fetch_all(db.pool())
         .await?;
@@ -327,7 +329,7 @@ pub async fn part_digests(db: &Db, id: &str) -> Result<BTreeMap<u32, String>, Er
         .iter()
         .filter_map(|r| {
             let n = u32::try_from(r.get::<i64, _>("part_number")).ok()?;
-            Some((n, r.get::<String, _>("sha256")))
+            Some((n, r.get::<String, _>("digest")))
         })
         .collect())
 }

@@ -14,16 +14,15 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 use reqwest::Method;
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use url::Url;
 use valet_protocol::{PartChecksum, PartDigest};
 
 use super::azure_entra::Entra;
 use super::azure_sas::{self, BlobSas, SAS_VERSION, SasKey};
+use super::http::{self, header, unreadable};
 use super::{
     CheckFailed, Completed, Finish, ListedPart, ObjectHead, PartToComplete, bare_etag, is_loopback,
 };
@@ -156,15 +155,7 @@ impl AzureStore {
                 config.credential_field("client_secret", "AZURE_CLIENT_SECRET")?,
             )?)),
         };
-        crate::install_tls_provider();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|e| Error::StoreUnavailable {
-                operation: "connect",
-                message: e.without_url().to_string(),
-            })?;
+        let http = http::client(Duration::from_secs(120))?;
         Ok(Self {
             origin: config.endpoint.origin().ascii_serialization(),
             endpoint,
@@ -308,35 +299,17 @@ impl AzureStore {
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
         }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        if let Some(body) = body {
-            request = request.body(body);
-        }
-        let response = request.send().await.map_err(|e| Error::StoreUnavailable {
-            operation,
-            message: e.without_url().to_string(),
-        })?;
+        let response = http::send(operation, http::with(request, headers, body)).await?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
         }
-        let header_code = response
-            .headers()
-            .get("x-ms-error-code")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let header_code = header(&response, "x-ms-error-code");
         let text = response.text().await.unwrap_or_default();
         let body: ErrorXml = quick_xml::de::from_str(&text).unwrap_or_default();
         let code = header_code
             .or_else(|| (!body.code.is_empty()).then(|| body.code.clone()))
-            .unwrap_or_else(|| {
-                status
-                    .canonical_reason()
-                    .unwrap_or("error")
-                    .replace(' ', "")
-            });
+            .unwrap_or_else(|| http::status_code(status));
         Err(Error::StoreRejected {
             operation,
             status: status.as_u16(),
@@ -394,14 +367,8 @@ impl AzureStore {
             Err(Error::StoreRejected { status: 404, .. }) => return Ok(BlockListXml::default()),
             Err(e) => return Err(e),
         };
-        let text = response.text().await.map_err(|e| Error::StoreUnavailable {
-            operation: OP,
-            message: e.without_url().to_string(),
-        })?;
-        quick_xml::de::from_str(&text).map_err(|e| Error::StoreUnavailable {
-            operation: OP,
-            message: format!("unreadable answer: {e}"),
-        })
+        let text = http::text(OP, response).await?;
+        quick_xml::de::from_str(&text).map_err(|e| unreadable(OP, e))
     }
 
     /// The upload's uncommitted blocks, as parts. When none is left and the committed list is
@@ -527,18 +494,7 @@ impl AzureStore {
     pub async fn read_back_sha256(&self, key: &str) -> Result<([u8; 32], u64), Error> {
         const OP: &str = "GetBlob";
         let response = self.call(OP, Method::GET, key, &[], &[], None).await?;
-        let mut stream = response.bytes_stream();
-        let mut hasher = Sha256::new();
-        let mut len = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Error::StoreUnavailable {
-                operation: OP,
-                message: e.without_url().to_string(),
-            })?;
-            len += chunk.len() as u64;
-            hasher.update(&chunk);
-        }
-        Ok((hasher.finalize().into(), len))
+        http::sha256_of(OP, response).await
     }
 
     /// Deletes the blob.
@@ -547,14 +503,6 @@ impl AzureStore {
             .await
             .map(drop)
     }
-}
-
-fn header(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
 }
 
 #[cfg(test)]

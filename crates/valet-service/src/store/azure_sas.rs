@@ -95,6 +95,26 @@ fn protocol(https_only: bool) -> &'static str {
     if https_only { "https" } else { "https,http" }
 }
 
+/// The string to sign of a blob SAS, one field a line: permissions, start, expiry and
+/// resource; `identity` (the service SAS's identifier, or the delegation key's fields); the
+/// IP range (never set); protocol, version and resource type `b`; then `unset_after` fields we
+/// never set (snapshot, encryption scope, and for a user-delegation SAS signed request
+/// headers and query; then the five response header overrides).
+fn blob_string_to_sign(
+    sas: &BlobSas<'_>,
+    st: &str,
+    se: &str,
+    resource: &str,
+    identity: &[&str],
+    unset_after: usize,
+) -> String {
+    let mut fields = vec![sas.permissions, st, se, resource];
+    fields.extend_from_slice(identity);
+    fields.extend(["", protocol(sas.https_only), SAS_VERSION, "b"]);
+    fields.extend(std::iter::repeat_n("", unset_after));
+    fields.join("\n")
+}
+
 /// The SAS query parameters (unencoded `(name, value)` pairs, `sig` last) for one blob.
 pub fn blob_sas(sas: &BlobSas<'_>, key: &SasKey) -> Vec<(&'static str, String)> {
     let (st, se) = (sas_time(sas.start), sas_time(sas.expiry));
@@ -108,28 +128,9 @@ pub fn blob_sas(sas: &BlobSas<'_>, key: &SasKey) -> Vec<(&'static str, String)> 
         ("sv", SAS_VERSION.to_owned()),
         ("sr", "b".to_owned()),
     ];
-    // Empty lines are the fields we never set: identifier or delegated-user fields, IP,
-    // snapshot, encryption scope, signed request headers/query, response header overrides.
     let string_to_sign = match key {
-        SasKey::Account(_) => [
-            sas.permissions,
-            &st,
-            &se,
-            &resource,
-            "",
-            "",
-            spr,
-            SAS_VERSION,
-            "b",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-        ]
-        .join("\n"),
+        // signedIdentifier: none.
+        SasKey::Account(_) => blob_string_to_sign(sas, &st, &se, &resource, &[""], 7),
         SasKey::Delegation(k) => {
             query.extend([
                 ("skoid", k.signed_oid.clone()),
@@ -139,12 +140,10 @@ pub fn blob_sas(sas: &BlobSas<'_>, key: &SasKey) -> Vec<(&'static str, String)> 
                 ("sks", k.signed_service.clone()),
                 ("skv", k.signed_version.clone()),
             ]);
-            [
-                sas.permissions,
-                &st,
-                &se,
-                &resource,
-                &k.signed_oid,
+            // The key's fields, then five we never set: authorized and unauthorized object
+            // ids, correlation id, delegated user tenant and object id.
+            let identity = [
+                k.signed_oid.as_str(),
                 &k.signed_tid,
                 &k.signed_start,
                 &k.signed_expiry,
@@ -155,21 +154,8 @@ pub fn blob_sas(sas: &BlobSas<'_>, key: &SasKey) -> Vec<(&'static str, String)> 
                 "",
                 "",
                 "",
-                "",
-                spr,
-                SAS_VERSION,
-                "b",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-            ]
-            .join("\n")
+            ];
+            blob_string_to_sign(sas, &st, &se, &resource, &identity, 9)
         }
     };
     let secret = match key {

@@ -17,16 +17,16 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use futures_util::StreamExt as _;
+use bytes::Bytes;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use url::Url;
 use valet_protocol::PartDigest;
 
 use super::gcs_sign::{self, ServiceAccount, SignRequest};
+use super::http::{self, unreadable};
 use super::{CheckFailed, Completed, Finish, ListedPart, ObjectHead, PartToComplete};
 use crate::Error;
 use crate::config::{GcsApiAuth, StoreConfig};
@@ -111,6 +111,11 @@ fn decode_crc32c(b64: &str) -> Option<u32> {
     Some(u32::from_be_bytes(bytes.as_slice().try_into().ok()?))
 }
 
+/// A JSON request body for [`GcsStore::call`].
+fn json_body(value: &serde_json::Value) -> Option<(&'static str, Bytes)> {
+    Some(("application/json", Bytes::from(value.to_string())))
+}
+
 /// Percent-encodes an object name as one path segment of the JSON API.
 fn segment(name: &str) -> String {
     url::form_urlencoded::byte_serialize(name.as_bytes())
@@ -137,15 +142,7 @@ impl GcsStore {
                 "store.endpoint: GCS keys are HTTPS only outside loopback".to_owned(),
             ));
         }
-        crate::install_tls_provider();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(300))
-            .build()
-            .map_err(|e| Error::StoreUnavailable {
-                operation: "connect",
-                message: e.without_url().to_string(),
-            })?;
+        let http = http::client(Duration::from_secs(300))?;
         Ok(Self {
             origin: config.endpoint.origin().ascii_serialization(),
             endpoint: config.endpoint.clone(),
@@ -227,27 +224,26 @@ impl GcsStore {
         Ok(Some(token.access_token))
     }
 
+    /// Sends one of the service's own calls with `body` (its content type and bytes), as
+    /// the service account; a non-2xx answer becomes [`Error::StoreRejected`].
     async fn call(
         &self,
         operation: &'static str,
         method: Method,
         url: String,
-        body: Option<serde_json::Value>,
+        body: Option<(&str, Bytes)>,
     ) -> Result<reqwest::Response, Error> {
         let mut request = self.http.request(method, url);
         if let Some(token) = self.bearer().await? {
             request = request.bearer_auth(token);
         }
         request = match body {
-            Some(body) => request
-                .header("content-type", "application/json")
-                .body(body.to_string()),
+            Some((content_type, body)) => {
+                http::with(request, &[("content-type", content_type)], Some(body))
+            }
             None => request.header("content-length", "0"),
         };
-        let response = request.send().await.map_err(|e| Error::StoreUnavailable {
-            operation,
-            message: e.without_url().to_string(),
-        })?;
+        let response = http::send(operation, request).await?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -260,10 +256,7 @@ impl GcsStore {
         Err(Error::StoreRejected {
             operation,
             status: status.as_u16(),
-            code: status
-                .canonical_reason()
-                .unwrap_or("error")
-                .replace(' ', ""),
+            code: http::status_code(status),
             message,
         })
     }
@@ -272,14 +265,8 @@ impl GcsStore {
         operation: &'static str,
         response: reqwest::Response,
     ) -> Result<T, Error> {
-        let text = response.text().await.map_err(|e| Error::StoreUnavailable {
-            operation,
-            message: e.without_url().to_string(),
-        })?;
-        serde_json::from_str(&text).map_err(|e| Error::StoreUnavailable {
-            operation,
-            message: format!("unreadable answer: {e}"),
-        })
+        let text = http::text(operation, response).await?;
+        serde_json::from_str(&text).map_err(|e| unreadable(operation, e))
     }
 
     /// Creates the bucket unless it exists (tests, `dev`).
@@ -290,7 +277,7 @@ impl GcsStore {
                 "CreateBucket",
                 Method::POST,
                 url,
-                Some(json!({ "name": self.bucket })),
+                json_body(&json!({ "name": self.bucket })),
             )
             .await
         {
@@ -308,30 +295,14 @@ impl GcsStore {
             self.api(&format!("/upload/storage/v1/b/{}/o", self.bucket)),
             segment(&self.marker_name(&tag))
         );
-        let mut request = self
-            .http
-            .post(url)
-            .header("content-type", "text/plain")
-            .body(key.to_owned());
-        if let Some(token) = self.bearer().await? {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.map_err(|e| Error::StoreUnavailable {
-            operation: "InsertObject",
-            message: e.without_url().to_string(),
-        })?;
-        if !response.status().is_success() {
-            return Err(Error::StoreRejected {
-                operation: "InsertObject",
-                status: response.status().as_u16(),
-                code: response
-                    .status()
-                    .canonical_reason()
-                    .unwrap_or("error")
-                    .replace(' ', ""),
-                message: String::new(),
-            });
-        }
+        let body = Bytes::from(key.to_owned());
+        self.call(
+            "InsertObject",
+            Method::POST,
+            url,
+            Some(("text/plain", body)),
+        )
+        .await?;
         Ok(tag)
     }
 
@@ -434,7 +405,7 @@ impl GcsStore {
         let sources: Vec<serde_json::Value> =
             sources.iter().map(|name| json!({ "name": name })).collect();
         let body = json!({ "sourceObjects": sources, "destination": resource });
-        let response = self.call(OP, Method::POST, url, Some(body)).await?;
+        let response = self.call(OP, Method::POST, url, json_body(&body)).await?;
         Self::json(OP, response).await
     }
 
@@ -545,18 +516,7 @@ impl GcsStore {
             segment(key)
         ));
         let response = self.call(OP, Method::GET, url, None).await?;
-        let mut stream = response.bytes_stream();
-        let mut hasher = Sha256::new();
-        let mut len = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Error::StoreUnavailable {
-                operation: OP,
-                message: e.without_url().to_string(),
-            })?;
-            len += chunk.len() as u64;
-            hasher.update(&chunk);
-        }
-        Ok((hasher.finalize().into(), len))
+        http::sha256_of(OP, response).await
     }
 
     /// Deletes the object.

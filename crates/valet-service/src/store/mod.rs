@@ -17,6 +17,7 @@ pub mod azure_sas;
 pub mod dev;
 pub mod gcs;
 pub mod gcs_sign;
+mod http;
 pub mod s3;
 mod xml;
 

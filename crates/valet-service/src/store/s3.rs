@@ -7,12 +7,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 use reqwest::Method;
 use rusty_s3::{Bucket, Credentials, S3Action as _, UrlStyle};
-use sha2::{Digest as _, Sha256};
 use url::Url;
 
+use super::http::{self, header, unreadable};
 use super::xml::{self, S3ErrorBody};
 use super::{Completed, ListedPart, ObjectHead, PartToComplete, bare_etag};
 use crate::Error;
@@ -57,17 +56,9 @@ impl S3Store {
             None => Credentials::new(&credentials.access_key_id, &credentials.secret_access_key),
         };
         let origin = bucket.base_url().origin().ascii_serialization();
-        crate::install_tls_provider();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            // S3 keeps a slow CompleteMultipartUpload alive with whitespace, so a read gap this
-            // long means the store is gone.
-            .read_timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|e| Error::StoreUnavailable {
-                operation: "connect",
-                message: e.without_url().to_string(),
-            })?;
+        // S3 keeps a slow CompleteMultipartUpload alive with whitespace, so a read gap this
+        // long means the store is gone.
+        let http = http::client(Duration::from_secs(120))?;
         Ok(Self {
             bucket,
             credentials,
@@ -90,17 +81,8 @@ impl S3Store {
         headers: &[(&str, &str)],
         body: Option<Bytes>,
     ) -> Result<reqwest::Response, Error> {
-        let mut request = self.http.request(method, url);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        if let Some(body) = body {
-            request = request.body(body);
-        }
-        let response = request.send().await.map_err(|e| Error::StoreUnavailable {
-            operation,
-            message: e.without_url().to_string(),
-        })?;
+        let request = http::with(self.http.request(method, url), headers, body);
+        let response = http::send(operation, request).await?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -111,21 +93,11 @@ impl S3Store {
             operation,
             status: status.as_u16(),
             code: if body.code.is_empty() {
-                status
-                    .canonical_reason()
-                    .unwrap_or("error")
-                    .replace(' ', "")
+                http::status_code(status)
             } else {
                 body.code
             },
             message: body.message,
-        })
-    }
-
-    async fn text(operation: &'static str, response: reqwest::Response) -> Result<String, Error> {
-        response.text().await.map_err(|e| Error::StoreUnavailable {
-            operation,
-            message: e.without_url().to_string(),
         })
     }
 
@@ -164,12 +136,9 @@ impl S3Store {
             ("x-amz-checksum-algorithm", "SHA256"),
         ];
         let response = self.send(OP, Method::POST, url, &headers, None).await?;
-        let text = Self::text(OP, response).await?;
+        let text = http::text(OP, response).await?;
         let parsed: xml::InitiateMultipartUploadResult =
-            xml::parse(&text).map_err(|message| Error::StoreUnavailable {
-                operation: OP,
-                message: format!("unreadable answer: {message}"),
-            })?;
+            xml::parse(&text).map_err(|why| unreadable(OP, why))?;
         Ok(parsed.upload_id)
     }
 
@@ -214,12 +183,9 @@ impl S3Store {
             }
             let url = action.sign(CALL_TTL);
             let response = self.send(OP, Method::GET, url, &[], None).await?;
-            let text = Self::text(OP, response).await?;
+            let text = http::text(OP, response).await?;
             let page: xml::ListPartsResult =
-                xml::parse(&text).map_err(|message| Error::StoreUnavailable {
-                    operation: OP,
-                    message: format!("unreadable answer: {message}"),
-                })?;
+                xml::parse(&text).map_err(|why| unreadable(OP, why))?;
             parts.extend(page.parts.into_iter().map(|p| ListedPart {
                 number: p.part_number,
                 size: p.size,
@@ -266,7 +232,7 @@ impl S3Store {
                 Some(body.into()),
             )
             .await?;
-        let text = Self::text(OP, response).await?;
+        let text = http::text(OP, response).await?;
         if xml::root_name(&text) == Some("Error") {
             let e: S3ErrorBody = xml::parse(&text).unwrap_or_default();
             return Err(Error::StoreRejected {
@@ -277,10 +243,7 @@ impl S3Store {
             });
         }
         let done: xml::CompleteMultipartUploadResult =
-            xml::parse(&text).map_err(|message| Error::StoreUnavailable {
-                operation: OP,
-                message: format!("unreadable answer: {message}"),
-            })?;
+            xml::parse(&text).map_err(|why| unreadable(OP, why))?;
         Ok(Completed {
             etag: done.etag.as_deref().map(bare_etag),
             checksum_sha256: done.checksum_sha256,
@@ -320,14 +283,7 @@ impl S3Store {
                 None,
             )
             .await?;
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let size = header("content-length")
+        let size = header(&response, "content-length")
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| Error::StoreUnavailable {
                 operation: OP,
@@ -335,8 +291,8 @@ impl S3Store {
             })?;
         Ok(ObjectHead {
             size,
-            etag: header("etag").as_deref().map(bare_etag),
-            checksum_sha256: header("x-amz-checksum-sha256"),
+            etag: header(&response, "etag").as_deref().map(bare_etag),
+            checksum_sha256: header(&response, "x-amz-checksum-sha256"),
         })
     }
 
@@ -348,18 +304,7 @@ impl S3Store {
             .get_object(Some(&self.credentials), key)
             .sign(CALL_TTL);
         let response = self.send(OP, Method::GET, url, &[], None).await?;
-        let mut stream = response.bytes_stream();
-        let mut hasher = Sha256::new();
-        let mut len = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Error::StoreUnavailable {
-                operation: OP,
-                message: e.without_url().to_string(),
-            })?;
-            len += chunk.len() as u64;
-            hasher.update(&chunk);
-        }
-        Ok((hasher.finalize().into(), len))
+        http::sha256_of(OP, response).await
     }
 
     /// Sets the object's tags to the one `key=value` (`PutObjectTagging`).
