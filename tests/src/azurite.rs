@@ -9,11 +9,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::repo_root;
+use crate::{OwnProcess, repo_root, shared_endpoint};
 
 /// Azurite's account.
 pub const ACCOUNT: &str = "devstoreaccount1";
@@ -25,19 +25,16 @@ pub const ACCOUNT_KEY: &str =
 pub struct Azurite {
     /// `http://127.0.0.1:PORT/devstoreaccount1`: the account's blob endpoint.
     pub endpoint: String,
-    process: Option<Child>,
+    _process: Option<OwnProcess>,
 }
 
 impl Azurite {
     /// The shared store named by `VALET_TEST_AZURE`, or a private one.
     pub fn shared_or_start() -> Self {
-        match std::env::var("VALET_TEST_AZURE") {
-            Ok(endpoint) if !endpoint.is_empty() => Self {
-                endpoint,
-                process: None,
-            },
-            _ => Self::start(),
-        }
+        shared_endpoint("VALET_TEST_AZURE").map_or_else(Self::start, |endpoint| Self {
+            endpoint,
+            _process: None,
+        })
     }
 
     /// Starts a private Azurite in memory on a port of its choosing.
@@ -58,6 +55,7 @@ impl Azurite {
             .spawn()
             .expect("start azurite-blob (install with scripts/test-servers.sh install)");
         let stdout = child.stdout.take().unwrap();
+        let process = OwnProcess::new(child, None);
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -75,16 +73,7 @@ impl Azurite {
             .expect("Azurite printed its address");
         Self {
             endpoint: format!("{}/{ACCOUNT}", url.trim_end_matches('/')),
-            process: Some(child),
-        }
-    }
-}
-
-impl Drop for Azurite {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.process {
-            let _ = child.kill();
-            let _ = child.wait();
+            _process: Some(process),
         }
     }
 }

@@ -12,10 +12,9 @@
 //! its own bucket; otherwise each test starts a private one and stops it when dropped.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
-use crate::{free_port, repo_root, wait_for};
+use crate::{OwnProcess, free_port, repo_root, shared_endpoint, wait_until_answers};
 
 /// The service account key the tests sign with: the dummy one Google publishes with its
 /// signing conformance tests (no emulator checks signatures anyway).
@@ -27,19 +26,16 @@ pub fn service_account_file() -> PathBuf {
 pub struct GcsEmulator {
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
-    process: Option<(Child, tempfile::TempDir)>,
+    _process: Option<OwnProcess>,
 }
 
 impl GcsEmulator {
     /// The shared emulator named by `VALET_TEST_GCS`, or a private one.
     pub fn shared_or_start() -> Self {
-        match std::env::var("VALET_TEST_GCS") {
-            Ok(endpoint) if !endpoint.is_empty() => Self {
-                endpoint,
-                process: None,
-            },
-            _ => Self::start(),
-        }
+        shared_endpoint("VALET_TEST_GCS").map_or_else(Self::start, |endpoint| Self {
+            endpoint,
+            _process: None,
+        })
     }
 
     /// Starts a private emulator in memory and waits until it answers.
@@ -62,31 +58,14 @@ impl GcsEmulator {
             .spawn()
             .expect("start gcp-storage-emulator (install with scripts/test-servers.sh install)");
         let endpoint = format!("http://127.0.0.1:{port}");
-        crate::install_tls_provider();
-        let probe = reqwest::blocking::Client::new();
-        wait_for(
+        let process = OwnProcess::new(child, Some(dir));
+        wait_until_answers(
             "the GCS emulator to answer",
-            Duration::from_secs(60),
-            || {
-                probe
-                    .get(format!("{endpoint}/storage/v1/b"))
-                    .send()
-                    .ok()
-                    .map(|_| ())
-            },
+            &format!("{endpoint}/storage/v1/b"),
         );
         Self {
             endpoint,
-            process: Some((child, dir)),
-        }
-    }
-}
-
-impl Drop for GcsEmulator {
-    fn drop(&mut self) {
-        if let Some((child, _dir)) = &mut self.process {
-            let _ = child.kill();
-            let _ = child.wait();
+            _process: Some(process),
         }
     }
 }

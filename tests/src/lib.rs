@@ -27,6 +27,7 @@ pub mod store;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// Part size the tests use: S3's minimum, so multi-part files stay small.
@@ -92,6 +93,42 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The endpoint of a store shared by every test, from the environment variable `var`
+/// (`VALET_TEST_S3`, …) when it is set and not empty.
+pub fn shared_endpoint(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|endpoint| !endpoint.is_empty())
+}
+
+/// A store a test started for itself, with the folder it works in: killed and reaped when
+/// dropped.
+pub struct OwnProcess {
+    child: Child,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl OwnProcess {
+    /// Owns `child` (and `dir`, removed after it stops).
+    pub fn new(child: Child, dir: Option<tempfile::TempDir>) -> Self {
+        Self { child, _dir: dir }
+    }
+}
+
+impl Drop for OwnProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `url` gets any HTTP answer, or panics naming `what` after a minute.
+pub fn wait_until_answers(what: &str, url: &str) {
+    install_tls_provider();
+    let probe = reqwest::blocking::Client::new();
+    wait_for(what, Duration::from_secs(60), || {
+        probe.get(url).send().ok().map(|_| ())
+    });
 }
 
 /// A short random lowercase name, for buckets and accounts.

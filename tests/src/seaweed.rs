@@ -6,10 +6,9 @@
 //! otherwise each test starts a private one and stops it when dropped.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
-use crate::{free_port, repo_root, wait_for};
+use crate::{OwnProcess, free_port, repo_root, shared_endpoint, wait_until_answers};
 
 /// Access key of the test store.
 pub const ACCESS_KEY: &str = "test";
@@ -20,19 +19,16 @@ pub const SECRET_KEY: &str = "testtest";
 pub struct SeaweedFs {
     /// `http://127.0.0.1:PORT` of its S3 API.
     pub endpoint: String,
-    process: Option<(Child, tempfile::TempDir)>,
+    _process: Option<OwnProcess>,
 }
 
 impl SeaweedFs {
     /// The shared store named by `VALET_TEST_S3`, or a private one.
     pub fn shared_or_start() -> Self {
-        match std::env::var("VALET_TEST_S3") {
-            Ok(endpoint) if !endpoint.is_empty() => Self {
-                endpoint,
-                process: None,
-            },
-            _ => Self::start(),
-        }
+        shared_endpoint("VALET_TEST_S3").map_or_else(Self::start, |endpoint| Self {
+            endpoint,
+            _process: None,
+        })
     }
 
     /// Starts a private `weed mini` with every port chosen free, and waits until S3 answers.
@@ -85,23 +81,11 @@ impl SeaweedFs {
             .spawn()
             .expect("start weed (install with scripts/test-servers.sh install)");
         let endpoint = format!("http://127.0.0.1:{s3_port}");
-        crate::install_tls_provider();
-        let probe = reqwest::blocking::Client::new();
-        wait_for("SeaweedFS S3 to answer", Duration::from_secs(60), || {
-            probe.get(&endpoint).send().ok().map(|_| ())
-        });
+        let process = OwnProcess::new(child, Some(dir));
+        wait_until_answers("SeaweedFS S3 to answer", &endpoint);
         Self {
             endpoint,
-            process: Some((child, dir)),
-        }
-    }
-}
-
-impl Drop for SeaweedFs {
-    fn drop(&mut self) {
-        if let Some((child, _dir)) = &mut self.process {
-            let _ = child.kill();
-            let _ = child.wait();
+            _process: Some(process),
         }
     }
 }
