@@ -69,7 +69,8 @@ enum Command {
         to: Option<String>,
         #[command(flatten)]
         transfer: Transfer,
-        /// Preferred part size, e.g. 8MiB (grown for huge files; K/M/G are powers of 1024)
+        /// Preferred part size, e.g. 8MiB (K/M/G are powers of 1024). The service raises it
+        /// when the file needs larger parts to fit its store, and says so on stderr
         #[arg(long, value_name = "SIZE", value_parser = size::parse_bytes)]
         part_size: Option<u64>,
     },

@@ -48,6 +48,12 @@ impl Bars {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
         while let Some(event) = events.recv().await {
+            if let Event::PartSizeChanged { path, reason, .. } = &event {
+                // Always said (on stderr, so `--json` output stays one object a line): memory
+                // in use and what a lost connection re-sends follow the part size.
+                let line = format!("valet: {}: {reason}", path.display());
+                self.multi.suspend(|| eprintln!("{line}"));
+            }
             if !self.visible {
                 continue;
             }

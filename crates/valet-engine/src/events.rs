@@ -25,6 +25,22 @@ pub enum Event {
         /// Whether an earlier run of this upload is being continued.
         resumed: bool,
     },
+    /// The service chose another part size than the one asked for, to fit the store's limits
+    /// (sent before [`Event::Started`] of a new upload). Memory in use follows the part size.
+    PartSizeChanged {
+        /// Journal id.
+        upload: i64,
+        /// The file.
+        path: PathBuf,
+        /// The part size asked for (`--part-size`, or the default).
+        asked: u64,
+        /// The part size the upload uses.
+        chosen: u64,
+        /// Parts in the layout.
+        part_count: u32,
+        /// Why, for a person: which limit of the store moved it.
+        reason: String,
+    },
     /// The whole-file hash has covered this many bytes (one pass over the file, in order).
     Hashing {
         /// Journal id.

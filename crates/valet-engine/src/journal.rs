@@ -260,6 +260,16 @@ impl Journal {
         )
     }
 
+    /// Records the part size the service chose for upload `id` (the one journaled at
+    /// [`Journal::begin`] was only asked for). Written before [`Journal::set_created`], so an
+    /// entry with an upload id always has that upload's part size.
+    pub fn set_part_size(&self, id: i64, part_size: u64) -> Result<()> {
+        self.update(
+            "UPDATE uploads SET part_size = ?2 WHERE id = ?1",
+            params![id, part_size as i64],
+        )
+    }
+
     /// Records the store protocol of upload `id` as the service announced it (kind and the
     /// part digests its keys need), so a resumed run sends parts the same way.
     pub fn set_store_protocol(

@@ -270,3 +270,14 @@ fn a_journal_without_the_store_protocol_column_gets_it() {
         valet_protocol::StoreKind::Gcs
     );
 }
+
+#[test]
+fn the_part_size_the_service_chose_replaces_the_one_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open_in(dir.path()).unwrap();
+    let id = begin(&journal, Path::new("/data/big.iso"), 40 * 1024 * 1024);
+    assert_eq!(journal.entry(id).unwrap().part_count, 8, "5 MiB asked for");
+    journal.set_part_size(id, 7 * 1024 * 1024).unwrap();
+    let entry = journal.entry(id).unwrap();
+    assert_eq!((entry.part_size, entry.part_count), (7 * 1024 * 1024, 6));
+}

@@ -203,6 +203,48 @@ async fn an_insecure_store_origin_is_refused_at_creation() {
     assert_eq!(target.origin, "http://127.0.0.1:9");
 }
 
+/// The service chooses the layout (the request's part size is a preference), but only one the
+/// store it names can take, for this file, with its parts counted right: memory and part
+/// numbers follow it.
+#[tokio::test]
+async fn a_layout_the_store_cannot_take_is_refused() {
+    let created = |kind: &str, part_size: u64, part_count: u32| {
+        format!(
+            r#"{{"upload_id":"u1","object_key":"users/a/f.bin","layout":{{"size":{},"part_size":{part_size},"part_count":{part_count}}},"store":{{"kind":"{kind}","origin":"http://127.0.0.1:9"}},"key_ttl_secs":600}}"#,
+            10 * MIB
+        )
+    };
+    let cases = [
+        (created("s3", MIB, 10), "S3 takes no 1 MiB part"),
+        (
+            created("gcs", 6 * 1024 * MIB, 1),
+            "no store takes a 6 GiB part",
+        ),
+        (created("s3", 4 * MIB, 3), "parts counted wrong"),
+        (created("azure", MIB, 9), "parts counted wrong"),
+        (created("gcs", 0, 1), "empty parts"),
+    ];
+    for (body, what) in cases {
+        let server = serve(vec![("/v1/uploads", Reply::Body(200, body))]).await;
+        let e = session(&server.url)
+            .create_upload(&create())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "bad_reply", "{what}: {e}");
+    }
+    for (body, what) in [
+        (created("s3", 10 * MIB, 1), "raised to fit S3"),
+        (created("gcs", MIB, 10), "GCS takes 1 MiB parts"),
+    ] {
+        let server = serve(vec![("/v1/uploads", Reply::Body(200, body))]).await;
+        let (created, _) = session(&server.url)
+            .create_upload(&create())
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_ne!(created.layout.part_size, create().part_size, "{what}");
+    }
+}
+
 #[tokio::test]
 async fn error_bodies_keep_their_code_even_unknown_ones() {
     let server = serve(vec![

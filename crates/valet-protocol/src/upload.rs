@@ -19,7 +19,9 @@ pub struct CreateUpload {
     /// Optional folder under the account's prefix (`valet put --to PREFIX`), sanitized like the name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
-    /// Part size chosen by the client (see [`crate::choose_part_size`]); checked by the service.
+    /// The part size the client prefers. The service chooses the layout within its store's
+    /// limits ([`crate::StoreLimits::choose_part_size`]: this size unless the store needs
+    /// another) and answers it in [`UploadCreated::layout`].
     pub part_size: u64,
 }
 
@@ -74,7 +76,7 @@ pub struct UploadCreated {
     pub upload_id: String,
     /// Where the object will be, chosen by the service.
     pub object_key: String,
-    /// The accepted part layout.
+    /// The part layout the service chose for this store; the client follows it.
     pub layout: crate::PartLayout,
     /// The store the keys will point at.
     pub store: StoreInfo,

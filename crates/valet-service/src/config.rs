@@ -14,6 +14,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 use url::Url;
+use valet_protocol::StoreLimits;
 
 use crate::Error;
 
@@ -301,6 +302,11 @@ pub struct StoreConfig {
     /// GCS settings (kind = "gcs").
     #[serde(default)]
     pub gcs: GcsConfig,
+    /// Fewer parts per upload than the store allows (S3 10,000, Azure 50,000, GCS 1024), for
+    /// an S3-compatible store with a lower limit, or a test: the service then chooses larger
+    /// parts. Unset: the store's own limit.
+    #[serde(default)]
+    pub max_parts: Option<u32>,
 }
 
 impl StoreConfig {
@@ -326,6 +332,13 @@ impl StoreConfig {
         {
             return field("azure", "auth = \"entra\" needs tenant_id and client_id");
         }
+        let most = self.kind_limits().max_parts;
+        if self.max_parts.is_some_and(|n| !(1..=most).contains(&n)) {
+            return field(
+                "max_parts",
+                &format!("must be 1 to {most}, the store's own limit"),
+            );
+        }
         if self.bucket.len() < 3 || self.bucket.len() > 63 {
             return field("bucket", "must be 3 to 63 characters (S3 bucket rules)");
         }
@@ -337,6 +350,25 @@ impl StoreConfig {
             );
         }
         Ok(())
+    }
+
+    /// The limits of the store's kind ([`StoreLimits::of`]), before `max_parts`.
+    fn kind_limits(&self) -> StoreLimits {
+        match self.kind {
+            StoreKindConfig::S3 => StoreLimits::S3,
+            StoreKindConfig::Azure => StoreLimits::AZURE,
+            StoreKindConfig::Gcs => StoreLimits::GCS,
+        }
+    }
+
+    /// What the store takes in one upload: its kind's limits, with fewer parts when
+    /// `max_parts` says so. The service chooses every upload's part size within them.
+    pub fn limits(&self) -> StoreLimits {
+        let kind = self.kind_limits();
+        StoreLimits {
+            max_parts: self.max_parts.unwrap_or(kind.max_parts),
+            ..kind
+        }
     }
 
     /// The text of `store.credentials_file`, else of the file `env` names, else `None`.
@@ -642,6 +674,26 @@ mod tests {
         );
         assert_names(&MINIMAL.replace("valet-test", "v"), "store.bucket");
         assert_names(&format!("{MINIMAL}\nprefix = \"../up\""), "store.prefix");
+        assert_names(&format!("{MINIMAL}\nmax_parts = 0"), "store.max_parts");
+        assert_names(
+            &format!("{MINIMAL}\nkind = \"gcs\"\nmax_parts = 1025"),
+            "store.max_parts",
+        );
+    }
+
+    #[test]
+    fn max_parts_lowers_the_stores_part_count_only() {
+        let config = Config::from_toml(MINIMAL).unwrap();
+        assert_eq!(config.store.limits(), StoreLimits::S3);
+        let config =
+            Config::from_toml(&format!("{MINIMAL}\nkind = \"gcs\"\nmax_parts = 16")).unwrap();
+        assert_eq!(
+            config.store.limits(),
+            StoreLimits {
+                max_parts: 16,
+                ..StoreLimits::GCS
+            }
+        );
     }
 
     #[test]

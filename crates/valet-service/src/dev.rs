@@ -88,6 +88,7 @@ pub fn dev_config(data_dir: &Path, listen: SocketAddr, store_endpoint: url::Url)
             credentials_file: None,
             azure: Default::default(),
             gcs: Default::default(),
+            max_parts: None,
         },
         stores: Default::default(),
         routing: Default::default(),

@@ -556,7 +556,6 @@ async fn bad_requests_get_api_errors() {
             create("a.txt", 1, "text/plain", PART),
             "content_type_not_allowed",
         ),
-        (create("a.png", 1, "image/png", MIB), "bad_request"),
         (json!({"nonsense": true}), "bad_request"),
     ];
     for (body, expected) in cases {
@@ -592,6 +591,57 @@ async fn bad_requests_get_api_errors() {
             "{part}"
         );
     }
+    dev.shutdown().await.unwrap();
+}
+
+/// The client's part size is a preference: the service answers the layout the store takes,
+/// here S3's (parts of 5 MiB or more) with `max_parts` lowered to 4.
+#[tokio::test]
+async fn the_service_chooses_part_sizes_the_store_takes() {
+    const GIB: u64 = 1024 * MIB;
+    let dir = tempfile::tempdir().unwrap();
+    let dev = start(&dir, |c| c.store.max_parts = Some(4)).await;
+    let api = Api::new(dev.url());
+    let token = api.sign_in("dev", &dev.password).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // (size, preferred part size) -> (part size, parts)
+    let cases = [
+        ((8 * MIB, MIB), (PART, 2)),
+        ((8 * MIB, 3 * MIB), (PART, 2)),
+        ((8 * MIB, 8 * MIB), (8 * MIB, 1)),
+        ((40 * MIB, MIB), (10 * MIB, 4)),
+        ((40 * MIB + 1, 10 * MIB), (11 * MIB, 4)),
+        ((20 * GIB, PART), (5 * GIB, 4)),
+        ((0, MIB), (PART, 1)),
+    ];
+    for ((size, preferred), expected) in cases {
+        let body = json!({"file_name": "f.bin", "size": size, "part_size": preferred});
+        let (status, answer) = api.post("/v1/uploads", Some(&token), body).await;
+        assert_eq!(status, StatusCode::OK, "{size} / {preferred}: {answer}");
+        let layout = &answer["layout"];
+        assert_eq!(
+            (layout["part_size"].as_u64(), layout["part_count"].as_u64()),
+            (Some(expected.0), Some(expected.1)),
+            "{size} bytes, {preferred} preferred: {layout}"
+        );
+    }
+    // Four parts of S3's largest: one byte more fits no part size.
+    let body = json!({"file_name": "f.bin", "size": 20 * GIB + 1, "part_size": PART});
+    let (status, answer) = api.post("/v1/uploads", Some(&token), body).await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        "{answer}"
+    );
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains(&(20 * GIB).to_string()),
+        "the refusal names the most the store takes: {answer}"
+    );
     dev.shutdown().await.unwrap();
 }
 

@@ -9,7 +9,8 @@ use reqwest::header::{HeaderName, HeaderValue};
 use url::Url;
 use valet_protocol::{
     CompleteUpload, CreateUpload, MAX_KEYS_PER_REQUEST, PartDigest, PartKey, PartKeys,
-    PartKeysRequest, StoreInfo, UploadCreated, UploadState, UploadStatus, UploadVerified,
+    PartKeysRequest, StoreInfo, StoreLimits, UploadCreated, UploadState, UploadStatus,
+    UploadVerified,
 };
 
 use super::{Call, MAX_TTL, Session, renew_at};
@@ -108,7 +109,9 @@ fn check_upload_id(from: &str, id: &str) -> Result<()> {
 }
 
 impl Session {
-    /// `POST /v1/uploads`: creates an upload; checks the answer fits the request.
+    /// `POST /v1/uploads`: creates an upload; checks the answer fits the request. The layout
+    /// is the service's choice (`create.part_size` is a preference it may raise to fit the
+    /// store): it must be for this file and within the limits of the store kind it names.
     pub async fn create_upload(
         &self,
         create: &CreateUpload,
@@ -119,18 +122,29 @@ impl Session {
             .await?;
         check_upload_id(from, &created.upload_id)?;
         let layout = created.layout;
-        let expected = valet_protocol::part_count(create.size, create.part_size);
-        if layout.size != create.size
-            || layout.part_size != create.part_size
-            || layout.part_count != expected
-        {
-            return Err(Error::BadReply {
-                from: from.into(),
-                what: format!(
-                    "layout {} bytes / {} per part / {} parts does not match the request ({} / {} / {expected})",
-                    layout.size, layout.part_size, layout.part_count, create.size, create.part_size
-                ),
-            });
+        let kind = created.store.kind;
+        let refused = |why: String| Error::BadReply {
+            from: from.into(),
+            what: format!(
+                "layout {} bytes / {} per part / {} parts {why}",
+                layout.size, layout.part_size, layout.part_count
+            ),
+        };
+        if layout.size != create.size {
+            return Err(refused(format!(
+                "is not for a file of {} bytes",
+                create.size
+            )));
+        }
+        match StoreLimits::of(kind).check(layout.size, layout.part_size) {
+            Ok(checked) if checked == layout => {}
+            Ok(checked) => {
+                return Err(refused(format!(
+                    "counts its parts wrong ({} parts)",
+                    checked.part_count
+                )));
+            }
+            Err(e) => return Err(refused(format!("does not fit a {kind:?} store: {e}"))),
         }
         if created.key_ttl_secs == 0 {
             return Err(Error::BadReply {

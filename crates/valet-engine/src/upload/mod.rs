@@ -1,9 +1,10 @@
 //! Uploads: one file, start to verified, resumable.
 //!
-//! 1. The file is stat-ed and journaled (path, size, mtime, inode, part size) — or, when an
-//!    unfinished journal entry matches (path, size, mtime, inode, `--to` folder), that upload is
-//!    resumed instead; other unfinished uploads of the path are marked failed.
-//! 2. The service creates the upload (or, on resume, says which parts the store holds).
+//! 1. The file is stat-ed and journaled (path, size, mtime, inode, preferred part size) — or,
+//!    when an unfinished journal entry matches (path, size, mtime, inode, `--to` folder), that
+//!    upload is resumed instead; other unfinished uploads of the path are marked failed.
+//! 2. The service creates the upload and chooses its part size within the store's limits
+//!    (the journal then holds that size); or, on resume, says which parts the store holds.
 //! 3. The [`pipeline`] reads the whole file once (whole-file SHA-256), checks parts stored
 //!    earlier, and sends the others in parallel, journaling each receipt.
 //! 4. The file is checked unchanged, and the service is asked to complete: only its
@@ -24,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use valet_protocol::{
-    CompleteUpload, CreateUpload, DEFAULT_PART_SIZE, ErrorCode, PartLayout, PartReceipt,
-    UploadState,
+    CompleteUpload, CreateUpload, DEFAULT_PART_SIZE, ErrorCode, LayoutError, MAX_OBJECT_SIZE,
+    PartLayout, PartReceipt, StoreKind, StoreLimits, UploadState,
 };
 
 pub use pipeline::MEMORY_BUDGET;
@@ -50,8 +51,10 @@ pub struct PutOptions {
     /// parts are sent at once, so part data takes at most 256 MiB, or two parts when a part is
     /// larger than 128 MiB.
     pub parallel: usize,
-    /// Preferred part size (`--part-size`); grown when the file would need too many parts
-    /// ([`valet_protocol::choose_part_size`]). Only used for new uploads.
+    /// Preferred part size (`--part-size`). The service chooses the part size within its
+    /// store's limits ([`valet_protocol::StoreLimits::choose_part_size`]): this one unless the
+    /// file needs larger parts to fit the store's most parts, or the store takes no part this
+    /// small or this large; [`Event::PartSizeChanged`] says so. Only used for new uploads.
     pub part_size: u64,
     /// Bandwidth limit shared by every part (and every upload given the same limit).
     pub limit: Option<Arc<RateLimit>>,
@@ -171,8 +174,15 @@ impl Engine {
         }
         self.fail_stale(&path, &stamp, options.prefix.as_deref())
             .await?;
-        let part_size = valet_protocol::choose_part_size(stamp.size, options.part_size);
-        PartLayout::new(stamp.size, part_size).map_err(|e| Error::Invalid(e.to_string()))?;
+        // No store takes more; the rest of the layout is the service's to choose.
+        if stamp.size > MAX_OBJECT_SIZE {
+            let error = LayoutError::TooLarge {
+                size: stamp.size,
+                max: MAX_OBJECT_SIZE,
+            };
+            return Err(Error::Invalid(error.to_string()));
+        }
+        let part_size = options.part_size;
         let server = self.session.server().to_string();
         let id = {
             let journal = self.journal.clone();
@@ -301,14 +311,13 @@ impl Engine {
         events: &Events,
     ) -> Result<UploadReport> {
         check_unchanged(&entry.path, &entry.stamp)?;
-        let layout = PartLayout::new(entry.stamp.size, entry.part_size)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
         let server = self.session.server().to_string();
         let resumed = entry.upload_id.is_some();
         let mut done = BTreeMap::new();
 
         // Bring what the journal knows in line with what the service and store hold.
         if let Some(upload_id) = entry.upload_id.clone() {
+            let layout = journaled_layout(&entry)?;
             let same_server = entry.server.as_deref() == Some(server.as_str());
             let known = same_server && entry.store_origin.is_some();
             let journaled = if known {
@@ -390,7 +399,7 @@ impl Engine {
             }
         }
 
-        let (upload_id, object_key, store) = match (
+        let (upload_id, object_key, store, layout) = match (
             entry.upload_id.clone(),
             entry.object_key.clone(),
             entry.store_origin.clone(),
@@ -401,9 +410,9 @@ impl Engine {
                     origin,
                     key_ttl: std::time::Duration::from_secs(ttl),
                 };
-                (upload_id, object_key, store)
+                (upload_id, object_key, store, journaled_layout(&entry)?)
             }
-            _ => self.create(&entry, options).await?,
+            _ => self.create(&entry, options, events).await?,
         };
         let (kind, checksums) = {
             let journal = self.journal.clone();
@@ -528,12 +537,14 @@ impl Engine {
         }
     }
 
-    /// Creates the upload on the service and journals the answer.
+    /// Creates the upload on the service and journals the answer, with the part layout the
+    /// service chose (reported when it is not the part size asked for).
     async fn create(
         &self,
         entry: &JournalEntry,
         options: &PutOptions,
-    ) -> Result<(String, String, StoreTarget)> {
+        events: &Events,
+    ) -> Result<(String, String, StoreTarget, PartLayout)> {
         let file_name = entry
             .path
             .file_name()
@@ -547,6 +558,25 @@ impl Engine {
             part_size: entry.part_size,
         };
         let (created, store) = self.session.create_upload(&create).await?;
+        let layout = created.layout;
+        if layout.part_size != entry.part_size {
+            let reason = part_size_reason(created.store.kind, entry.part_size, &layout);
+            tracing::info!(
+                upload = entry.id,
+                asked = entry.part_size,
+                chosen = layout.part_size,
+                part_count = layout.part_count,
+                "{reason}"
+            );
+            events.emit(Event::PartSizeChanged {
+                upload: entry.id,
+                path: entry.path.clone(),
+                asked: entry.part_size,
+                chosen: layout.part_size,
+                part_count: layout.part_count,
+                reason,
+            });
+        }
         let journal = self.journal.clone();
         let (id, upload_id, object_key, origin) = (
             entry.id,
@@ -557,6 +587,7 @@ impl Engine {
         let ttl = created.key_ttl_secs;
         let (kind, checksums) = (created.store.kind, created.store.part_checksums.clone());
         blocking(move || {
+            journal.set_part_size(id, layout.part_size)?;
             journal.set_store_protocol(id, kind, &checksums)?;
             journal.set_created(
                 id,
@@ -568,7 +599,7 @@ impl Engine {
             )
         })
         .await?;
-        Ok((created.upload_id, created.object_key, store))
+        Ok((created.upload_id, created.object_key, store, layout))
     }
 
     /// The service verified this upload in an earlier run whose answer was lost.
@@ -633,6 +664,44 @@ fn stale_reason(
             folder(old.prefix.as_deref())
         ),
     )
+}
+
+/// The layout of an upload the service created earlier, as journaled.
+fn journaled_layout(entry: &JournalEntry) -> Result<PartLayout> {
+    PartLayout::new(entry.stamp.size, entry.part_size).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// Why the service chose `layout` rather than parts of `asked` bytes on a store of `kind`,
+/// for a person.
+fn part_size_reason(kind: StoreKind, asked: u64, layout: &PartLayout) -> String {
+    let limits = StoreLimits::of(kind);
+    let why = if layout.part_size < asked {
+        format!("the store's largest part is {}", mib(limits.max_part_size))
+    } else if asked < limits.min_part_size && layout.part_size == limits.min_part_size {
+        format!("the store's smallest part is {}", mib(limits.min_part_size))
+    } else {
+        format!(
+            "{} parts of {} would be more than the store takes",
+            valet_protocol::part_count(layout.size, asked.max(1)),
+            mib(asked)
+        )
+    };
+    format!(
+        "parts of {} instead of {} ({} parts): {why}",
+        mib(layout.part_size),
+        mib(asked),
+        layout.part_count
+    )
+}
+
+/// Bytes as MiB, with two decimals when not whole.
+fn mib(bytes: u64) -> String {
+    let mib = valet_protocol::MIB;
+    if bytes.is_multiple_of(mib) {
+        format!("{} MiB", bytes / mib)
+    } else {
+        format!("{:.2} MiB", bytes as f64 / mib as f64)
+    }
 }
 
 /// Whether `receipts` (by part number) are one for each part of `layout`.
@@ -714,6 +783,41 @@ mod tests {
         let (code, message) = stale_reason(&old, &replaced, Some("backups"));
         assert_eq!(code, "source_changed");
         assert!(message.contains("replaced"), "{message}");
+    }
+
+    #[test]
+    fn the_reason_names_the_limit_that_moved_the_part_size() {
+        const MIB: u64 = valet_protocol::MIB;
+        let layout = |size, part_size| PartLayout::new(size, part_size).unwrap();
+        let cases = [
+            (
+                StoreKind::S3,
+                MIB,
+                layout(8 * MIB, 5 * MIB),
+                "parts of 5 MiB instead of 1 MiB (2 parts): the store's smallest part is 5 MiB",
+            ),
+            (
+                StoreKind::Azure,
+                5 << 30,
+                layout(10 << 30, 4000 * MIB),
+                "parts of 4000 MiB instead of 5120 MiB (3 parts): the store's largest part is 4000 MiB",
+            ),
+            (
+                StoreKind::Gcs,
+                8 * MIB,
+                layout(9 << 30, 9 * MIB),
+                "parts of 9 MiB instead of 8 MiB (1024 parts): 1152 parts of 8 MiB would be more than the store takes",
+            ),
+            (
+                StoreKind::Gcs,
+                1_500_000,
+                layout(3 << 30, 3 * MIB),
+                "parts of 3 MiB instead of 1.43 MiB (1024 parts): 2148 parts of 1.43 MiB would be more than the store takes",
+            ),
+        ];
+        for (kind, asked, layout, expected) in cases {
+            assert_eq!(part_size_reason(kind, asked, &layout), expected);
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde_json::json;
 use time::OffsetDateTime;
 use valet_protocol::{
-    ApiError, CreateUpload, ErrorCode, LayoutError, PartLayout, StoreInfo, StoreKind, StoredPart,
+    ApiError, CreateUpload, ErrorCode, LayoutError, PartLayout, StoreInfo, StoredPart,
     UploadCreated, UploadList, UploadState, UploadStatus, UploadSummary,
 };
 
@@ -19,8 +19,9 @@ use crate::names;
 /// Content type sent to the store when the client gives none.
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
-/// Start an upload: the service checks it, picks the object key under the caller's prefix and
-/// creates the multipart upload on the store.
+/// Start an upload: the service checks it, chooses the part layout within the store's limits
+/// (the client's part size is a preference), picks the object key under the caller's prefix
+/// and creates the multipart upload on the store.
 #[utoipa::path(post, path = "/v1/uploads", request_body = CreateUpload, security(("bearer" = [])),
     responses((status = 200, body = UploadCreated), (status = 400, body = ApiError),
         (status = 413, body = ApiError), (status = 415, body = ApiError),
@@ -61,23 +62,26 @@ pub async fn create(
         .filter(|t| !t.is_empty())
         .unwrap_or(DEFAULT_CONTENT_TYPE);
     check_content_type(content_type, &config.limits.allowed_content_types)?;
-    let layout = PartLayout::new(request.size, request.part_size).map_err(|e| match e {
-        LayoutError::TooLarge { .. } => Failure::new(ErrorCode::TooLarge, e.to_string()),
-        _ => Failure::new(ErrorCode::BadRequest, e.to_string()),
-    })?;
+    // The client's part size is a preference: the store's limits decide (larger parts when the
+    // file would need more parts than the store takes), and the client follows the answer.
     let (store_name, configured) = state.stores().for_user(&caller.user);
     let store = &configured.store;
-    if store.kind() == StoreKind::Gcs && layout.part_count > crate::store::gcs::MAX_COMPONENTS {
-        let least = request
-            .size
-            .div_ceil(u64::from(crate::store::gcs::MAX_COMPONENTS));
-        return Err(Failure::new(
-            ErrorCode::BadRequest,
-            format!(
-                "this store composes at most {} parts; use parts of at least {least} bytes",
-                crate::store::gcs::MAX_COMPONENTS
-            ),
-        ));
+    let layout = configured
+        .config
+        .limits()
+        .choose_layout(request.size, request.part_size)
+        .map_err(|e| match e {
+            LayoutError::TooLarge { .. } => Failure::new(ErrorCode::TooLarge, e.to_string()),
+            _ => Failure::new(ErrorCode::BadRequest, e.to_string()),
+        })?;
+    if layout.part_size != request.part_size {
+        tracing::info!(
+            size = request.size,
+            preferred = request.part_size,
+            part_size = layout.part_size,
+            part_count = layout.part_count,
+            "part size chosen within the store's limits"
+        );
     }
     let quota = config.limits.user_quota.map(|q| q.as_u64());
     let over_quota = |used: u64| {

@@ -8,7 +8,8 @@
 //! rounds) with the content type and the file's SHA-256 as metadata, checks that the object's
 //! CRC32C is the parts' CRC32Cs combined, and deletes the parts. The XML API's multipart
 //! upload would avoid the copies, but no emulator implements it, so it could not be tested.
-//! A composite object may have at most 1024 components: uploads of more parts are refused.
+//! A composite object may have at most 1024 components, so an upload has at most 1024 parts
+//! ([`valet_protocol::StoreLimits::GCS`]): the service chooses parts large enough for that.
 //!
 //! The service's own calls use the JSON API (objects insert, list, get, compose, delete).
 
@@ -33,8 +34,6 @@ use crate::config::{GcsApiAuth, StoreConfig};
 
 /// Sources one compose call takes.
 const COMPOSE_FAN_IN: usize = 32;
-/// Components a composite object may have.
-pub const MAX_COMPONENTS: u32 = 1024;
 const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
 
 /// A GCS bucket the service writes to.
