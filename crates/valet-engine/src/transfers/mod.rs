@@ -23,8 +23,10 @@ pub use table::{Changes, Problem, Summary, Transfer, TransferId, TransferState};
 use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::journal::EntryState;
+use crate::source::FileStamp;
 use crate::upload::{Engine, PutOptions, UploadReport};
-use table::Table;
+use crate::watch::ReadyFile;
+use table::{Table, Taken};
 
 /// How the list runs its uploads.
 #[derive(Debug, Clone)]
@@ -129,6 +131,61 @@ impl Transfers {
         }
         self.inner.start_ready();
         Ok(added)
+    }
+
+    /// Takes a complete file from a folder watch ([`crate::watch::FolderWatch`]) into the list,
+    /// where it waits, uploads, pauses and fails like any other file; how it ends is reported
+    /// to the watch ([`ReadyFile::verified`], [`ReadyFile::failed`], or [`ReadyFile::skip`]
+    /// when the user cancels it), which records it as sent only once verified. A file already
+    /// in the list gets no second row: its row carries the watch's handle (or, when it is
+    /// uploading to another folder, the watch is told to try again later). A file whose
+    /// last row was verified without the watch knowing is looked up in the journal, and when
+    /// this very version (path, size, mtime, inode, folder) is verified there, reported as
+    /// sent without a second upload. The row's id, or `None` when no row took the file.
+    pub async fn add_ready(&self, file: ReadyFile) -> Option<TransferId> {
+        let taken = self.inner.lock().take_ready(file);
+        let id = match taken {
+            Taken::Listed(id) => Some(id),
+            Taken::Declined => None,
+            Taken::Check(file) => match self.verified_in_journal(&file).await {
+                Some((object_key, sha256, size)) => {
+                    file.verified_as(object_key, sha256, size);
+                    None
+                }
+                None => {
+                    let mut table = self.inner.lock();
+                    if table.is_listed(&file.path) {
+                        match table.take_ready(file) {
+                            Taken::Listed(id) => Some(id),
+                            _ => None,
+                        }
+                    } else {
+                        Some(table.push_ready(file))
+                    }
+                }
+            },
+        };
+        self.inner.start_ready();
+        id
+    }
+
+    /// The object key, SHA-256 and size of a verified upload in the journal of `file` as it
+    /// is now, to the same store folder.
+    async fn verified_in_journal(&self, file: &ReadyFile) -> Option<(String, String, u64)> {
+        let journal = self.inner.engine.journal().clone();
+        let (path, prefix) = (file.path.clone(), file.prefix.clone());
+        let found = tokio::task::spawn_blocking(move || {
+            let stamp = FileStamp::read(&path).ok()?;
+            let entries = journal.entries().ok()?;
+            let entry = entries.into_iter().rev().find(|e| {
+                e.state == EntryState::Verified
+                    && e.path == path
+                    && e.prefix == prefix
+                    && e.stamp == stamp
+            })?;
+            Some((entry.object_key?, entry.sha256?, entry.stamp.size))
+        });
+        found.await.ok().flatten()
     }
 
     /// Lists the unfinished uploads of the journal (an earlier run was interrupted) so that

@@ -1,7 +1,7 @@
 //! The rows of the transfer list and every change of state, kept apart from the tasks that
 //! run the uploads so that the rules can be tested on their own.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -12,6 +12,11 @@ use super::progress::{Meter, eta_secs};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::upload::UploadReport;
+use crate::watch::ReadyFile;
+
+mod watched;
+
+pub(crate) use watched::Taken;
 
 /// A row's id in the list (not the journal's id).
 pub type TransferId = u64;
@@ -87,6 +92,9 @@ pub struct Transfer {
     pub path: PathBuf,
     /// The folder it goes to under the account's prefix (`--to`).
     pub prefix: Option<String>,
+    /// The watched folder it came from, when a folder watch handed it in (its result is
+    /// reported back to that watch).
+    pub watched_folder: Option<PathBuf>,
     /// Bytes in the file.
     pub size: u64,
     /// Where it is on its way.
@@ -172,6 +180,9 @@ pub(crate) struct Table {
     queue: VecDeque<TransferId>,
     /// Paths waiting or running, so a file is not listed twice.
     listed: HashSet<PathBuf>,
+    /// The row each path last went into the queue with: where a watched file's next version or
+    /// retry goes.
+    latest: HashMap<PathBuf, TransferId>,
     running: usize,
     next_id: TransferId,
     version: u64,
@@ -191,6 +202,10 @@ struct Row {
     journal_id: Option<i64>,
     bytes_retried: u64,
     meter: Meter,
+    /// The folder watch's handle of this file, told how the upload ends.
+    watch: Option<ReadyFile>,
+    /// A watch was told this row's upload was verified (so the watch knows that version).
+    told_watch: bool,
 }
 
 impl Table {
@@ -210,6 +225,7 @@ impl Table {
         self.next_id += 1;
         let id = self.next_id;
         self.listed.insert(path.clone());
+        self.latest.insert(path.clone(), id);
         self.rows.insert(
             id,
             Row {
@@ -217,6 +233,7 @@ impl Table {
                     id,
                     path,
                     prefix,
+                    watched_folder: None,
                     size,
                     state: TransferState::Queued,
                     bytes_done: 0,
@@ -234,6 +251,8 @@ impl Table {
                 journal_id: None,
                 bytes_retried: 0,
                 meter: Meter::default(),
+                watch: None,
+                told_watch: false,
             },
         );
         self.queue.push_back(id);
@@ -269,6 +288,7 @@ impl Table {
             (t.bytes_sent, t.already_stored, t.bytes_done) = (0, 0, 0);
             (t.problem, t.object_key, t.sha256) = (None, None, None);
             row.bytes_retried = 0;
+            row.told_watch = false;
             row.meter.reset();
             let start = Start {
                 id,
@@ -353,8 +373,13 @@ impl Table {
         row.task = None;
         self.running = self.running.saturating_sub(1);
         let t = &mut row.transfer;
+        let watch = row.watch.take();
         match result {
             Ok(report) => {
+                if let Some(watch) = watch {
+                    watch.verified(&report);
+                    row.told_watch = true;
+                }
                 t.state = TransferState::Verified;
                 t.size = report.size;
                 t.bytes_done = report.size;
@@ -364,6 +389,11 @@ impl Table {
                 t.sha256 = Some(report.sha256);
             }
             Err(error) => {
+                // The watch decides when to hand the file in again (backoff, or when it
+                // changes); the row stays failed until then, or until the user retries.
+                if let Some(watch) = watch {
+                    watch.failed(&error);
+                }
                 t.state = TransferState::Failed;
                 t.problem = Some(Problem::of(&error));
             }
@@ -431,6 +461,7 @@ impl Table {
         }
         row.transfer.state = TransferState::Queued;
         row.transfer.problem = None;
+        self.latest.insert(row.transfer.path.clone(), id);
         if first {
             self.queue.push_front(id);
         } else {
@@ -456,6 +487,9 @@ impl Table {
         let Some(row) = self.rows.get_mut(&id) else {
             return Err(Error::Invalid(format!("no transfer {id}")));
         };
+        if let Some(watch) = row.watch.take() {
+            watch.skip(); // not sent again until it changes (or the watch starts again)
+        }
         let t = &mut row.transfer;
         t.state = TransferState::Cancelled;
         t.problem = Some(Problem::new(
@@ -487,7 +521,11 @@ impl Table {
             .collect();
         self.version += 1;
         for id in &gone {
-            self.rows.remove(id);
+            if let Some(row) = self.rows.remove(id)
+                && self.latest.get(&row.transfer.path) == Some(id)
+            {
+                self.latest.remove(&row.transfer.path);
+            }
             self.removed.push((self.version, *id));
         }
         if self.removed.len() > REMOVED_KEPT {

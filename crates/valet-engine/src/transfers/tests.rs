@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::table::{Table, TransferState};
+use super::table::{Table, Taken, TransferState};
 use super::*;
 use crate::events::Event;
 
@@ -327,4 +327,86 @@ fn folders_are_walked_and_unreadable_paths_reported() {
         ]
     );
     assert_eq!(unreadable, [missing]);
+}
+
+#[test]
+fn a_watched_file_has_one_row_whose_result_goes_back_to_its_watch() {
+    use crate::watch::test_ready_file;
+    let mut table = Table::default();
+    let (file, mut told) = test_ready_file("/w/a.pdf", "/w", Some("scans"), 10);
+    let Taken::Listed(id) = table.take_ready(file) else {
+        panic!("a new file gets a row")
+    };
+    let row = table.snapshot(id, Instant::now()).unwrap();
+    assert_eq!(row.watched_folder, Some(PathBuf::from("/w")));
+    assert_eq!(row.prefix.as_deref(), Some("scans"));
+    // The watch restarted (settings changed) and hands the same file in again: same row.
+    let (again, mut told_again) = test_ready_file("/w/a.pdf", "/w", Some("scans"), 10);
+    assert!(matches!(table.take_ready(again), Taken::Listed(same) if same == id));
+    assert_eq!(table.summary(Instant::now()).queued, 1, "no second row");
+    let (_, run) = start_all(&mut table, 1)[0];
+    assert_eq!(
+        told_again(),
+        None,
+        "nothing is reported before the upload ends"
+    );
+    table.finish(id, run, Ok(report_for(10)));
+    assert_eq!(told_again().as_deref(), Some("verified k"));
+    assert_eq!(
+        told().as_deref(),
+        Some("failed abandoned"),
+        "the replaced handle is dropped, which its (stopped) watch would take as a failure"
+    );
+
+    // A new version of a file its watch knows was sent: a new row.
+    let (edited, _) = test_ready_file("/w/a.pdf", "/w", Some("scans"), 12);
+    match table.take_ready(edited) {
+        Taken::Listed(new) => assert_ne!(new, id, "a new version is a new row"),
+        other => panic!("expected a new row, not {other:?}"),
+    }
+}
+
+#[test]
+fn a_watched_file_that_fails_is_retried_in_its_row_and_a_cancel_skips_it() {
+    use crate::watch::test_ready_file;
+    let mut table = Table::default();
+    let (file, mut told) = test_ready_file("/w/b.bin", "/w", None, 5);
+    let Taken::Listed(id) = table.take_ready(file) else {
+        panic!("a row")
+    };
+    let (_, run) = start_all(&mut table, 1)[0];
+    let outage = Error::RetriesExhausted {
+        what: "POST /v1/uploads".into(),
+        attempts: 5,
+        last: "connection refused".into(),
+    };
+    table.finish(id, run, Err(outage));
+    assert_eq!(told().as_deref(), Some("failed retries_exhausted"));
+    assert_eq!(state(&table, id), TransferState::Failed);
+    // The watch's backoff hands it in again: the failed row goes back in the queue.
+    let (retry, mut told) = test_ready_file("/w/b.bin", "/w", None, 5);
+    assert!(matches!(table.take_ready(retry), Taken::Listed(same) if same == id));
+    assert_eq!(state(&table, id), TransferState::Queued);
+    table.cancel(id).unwrap();
+    assert_eq!(told().as_deref(), Some("skipped"), "cancelled: not sent");
+}
+
+#[test]
+fn a_watched_file_busy_elsewhere_or_verified_by_hand_is_not_sent_twice() {
+    use crate::watch::test_ready_file;
+    let (mut table, ids) = table_with(&[("/w/c.bin", 3)]);
+    // Added by hand to the top folder, and now the watch hands it in for "scans".
+    let (file, mut told) = test_ready_file("/w/c.bin", "/w", Some("scans"), 3);
+    assert!(matches!(table.take_ready(file), Taken::Declined));
+    assert_eq!(told().as_deref(), Some("failed already_listed"));
+    // Verified by hand, to the folder the watch uses: the journal decides.
+    let (_, run) = start_all(&mut table, 1)[0];
+    table.finish(ids[0], run, Ok(report_for(3)));
+    let (file, mut told) = test_ready_file("/w/c.bin", "/w", None, 3);
+    let Taken::Check(file) = table.take_ready(file) else {
+        panic!("a file verified behind the watch's back is checked first")
+    };
+    let fresh = table.push_ready(file);
+    assert_ne!(fresh, ids[0]);
+    assert_eq!(told(), None);
 }

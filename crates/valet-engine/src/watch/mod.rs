@@ -369,6 +369,35 @@ impl ReadyFile {
     }
 }
 
+/// A ready file tied to no watch, and a probe saying what its uploader reported (`verified
+/// KEY`, `failed CODE`, `skipped`), for the transfer list's tests.
+#[cfg(test)]
+pub(crate) fn test_ready_file(
+    path: &str,
+    root: &str,
+    prefix: Option<&str>,
+    size: u64,
+) -> (ReadyFile, impl FnMut() -> Option<String>) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let file = ReadyFile {
+        path: path.into(),
+        root: root.into(),
+        prefix: prefix.map(str::to_owned),
+        size,
+        outcomes: Some(tx),
+    };
+    let probe = move || {
+        rx.try_recv()
+            .ok()
+            .map(|outcome: run::Outcome| match outcome.result {
+                run::Reported::Verified { object_key, .. } => format!("verified {object_key}"),
+                run::Reported::Failed { code, .. } => format!("failed {code}"),
+                run::Reported::Skipped => "skipped".to_owned(),
+            })
+    };
+    (file, probe)
+}
+
 impl Drop for ReadyFile {
     fn drop(&mut self) {
         self.report(run::Reported::Failed {
