@@ -1,5 +1,6 @@
-//! The app's state: where its data lives, the sign-in, the settings, and the transfer list
-//! (present while signed in). Commands are thin calls into this and the engine.
+//! The app's state: where its data lives, the sign-in, the settings, the transfer list and the
+//! watched folders (both present while signed in). Commands are thin calls into this and the
+//! engine.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use valet_engine::transfers::Transfers;
 use valet_engine::{Engine, Journal, RateLimit, SecretStore, SecretString, Session, SignIn};
 
-use crate::dto::{SessionInfo, Settings, UiError};
+use crate::dto::{SessionInfo, Settings, UiError, WatchStatus};
 use crate::settings;
 
 /// Shared by every command (Tauri managed state).
@@ -24,6 +25,9 @@ pub struct AppState {
     generation: AtomicU64,
     /// Why the saved sign-in did not work at the last check, for the sign-in screen.
     problem: Mutex<Option<String>>,
+    /// The watched folders' watches (desktop only), running while signed in.
+    #[cfg(desktop)]
+    watches: crate::watching::Watches,
 }
 
 impl AppState {
@@ -47,6 +51,8 @@ impl AppState {
             signed_in: Mutex::new(None),
             generation: AtomicU64::new(0),
             problem: Mutex::new(None),
+            #[cfg(desktop)]
+            watches: crate::watching::Watches::default(),
         };
         let restored = match Session::saved(&state.data_dir, state.keyring.clone()) {
             Ok(session) => state.start(session).err(),
@@ -111,6 +117,7 @@ impl AppState {
     /// Pauses every upload (they resume after the next sign-in), revokes the sign-in on the
     /// service and forgets it here.
     pub async fn sign_out(&self) -> Result<(), UiError> {
+        self.stop_watching();
         if let Some(transfers) = lock(&self.signed_in).take() {
             transfers.pause_all();
         }
@@ -128,6 +135,7 @@ impl AppState {
     /// Notes that the saved sign-in no longer works (revoked, expired), for the sign-in
     /// screen, and stops using it.
     pub fn sign_in_failed(&self, problem: String) {
+        self.stop_watching();
         if let Some(transfers) = lock(&self.signed_in).take() {
             transfers.pause_all();
         }
@@ -138,14 +146,52 @@ impl AppState {
         lock(&self.settings).clone()
     }
 
-    /// Checks, saves and applies new settings.
+    /// Checks, saves and applies new settings: the bandwidth limit at once, and watched
+    /// folders started, stopped or restarted as they changed. A folder newly added must exist
+    /// (a typing slip is caught here); one already in the list may be missing for a while.
     pub fn set_settings(&self, new: Settings) -> Result<Settings, UiError> {
+        let new = settings::tidy(new);
+        let before = self.settings();
+        for folder in &new.watched_folders {
+            let added = !before.watched_folders.iter().any(|f| f.path == folder.path);
+            if added && !std::path::Path::new(&folder.path).is_dir() {
+                return Err(UiError::new(
+                    "invalid",
+                    format!("{} is not a folder that can be read", folder.path),
+                ));
+            }
+        }
         settings::save(&self.data_dir, &new)?;
-        if let Some(transfers) = lock(&self.signed_in).as_ref() {
+        let signed_in = lock(&self.signed_in).clone();
+        if let Some(transfers) = &signed_in {
             transfers.set_options(settings::transfer_options(&new, &self.limit));
         }
         *lock(&self.settings) = new.clone();
+        #[cfg(desktop)]
+        self.watches
+            .apply(&new.watched_folders, signed_in.as_ref(), &self.data_dir);
         Ok(new)
+    }
+
+    /// The watched folders' states.
+    pub fn watch_statuses(&self) -> Vec<WatchStatus> {
+        #[cfg(desktop)]
+        return self.watches.statuses();
+        #[cfg(mobile)]
+        Vec::new()
+    }
+
+    /// Changes at every change of a watched folder's state.
+    pub fn watch_version(&self) -> u64 {
+        #[cfg(desktop)]
+        return self.watches.version();
+        #[cfg(mobile)]
+        0
+    }
+
+    fn stop_watching(&self) {
+        #[cfg(desktop)]
+        self.watches.stop_all();
     }
 
     /// Starts the transfer list over `session` and lists the uploads an earlier run left
@@ -162,6 +208,14 @@ impl AppState {
                 Err(e) => tracing::warn!(error = %e, "could not read unfinished uploads"),
             }
         });
+        // A new list: watches still running over an older one (if any) stop first.
+        self.stop_watching();
+        #[cfg(desktop)]
+        self.watches.apply(
+            &self.settings().watched_folders,
+            Some(&transfers),
+            &self.data_dir,
+        );
         let mut signed_in = lock(&self.signed_in);
         self.generation.fetch_add(1, Ordering::AcqRel);
         *signed_in = Some(transfers);

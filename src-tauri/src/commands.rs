@@ -7,7 +7,9 @@ use tauri::{AppHandle, State};
 use valet_engine::SecretString;
 
 use crate::app::AppState;
-use crate::dto::{AddResult, AppInfo, SessionInfo, Settings, TransfersChanged, UiError};
+use crate::dto::{
+    AddResult, AppInfo, SessionInfo, Settings, TransfersChanged, UiError, WatchStatus,
+};
 use crate::{diagnostics, logging, platform};
 
 type Reply<T> = Result<T, UiError>;
@@ -161,6 +163,24 @@ pub fn set_settings(
         platform::set_start_at_login(&app, saved.start_at_login)?;
     }
     Ok(saved)
+}
+
+/// Opens the system's folder picker to choose a folder to watch; its path, or `None` when the
+/// person cancelled. The folder is watched once the settings are saved.
+#[tauri::command]
+#[specta::specta]
+pub async fn pick_watch_folder(app: AppHandle) -> Option<String> {
+    platform::pick_folder(&app, "Choose a folder to watch")
+        .await
+        .map(|p| p.display().to_string())
+}
+
+/// How each watched folder is doing (afterwards the `WatchStatusChanged` event says when
+/// that changes).
+#[tauri::command]
+#[specta::specta]
+pub fn watch_status(state: State<'_, AppState>) -> Vec<WatchStatus> {
+    state.watch_statuses()
 }
 
 /// Writes the diagnostics archive to `dest`, or where the person picks when `dest` is

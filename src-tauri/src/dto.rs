@@ -90,6 +90,8 @@ pub struct Transfer {
     pub name: String,
     pub path: String,
     pub folder: Option<String>,
+    /// The watched folder the file came from, when a folder watch found it.
+    pub watched_folder: Option<String>,
     pub size: u64,
     pub state: State,
     pub bytes_done: u64,
@@ -113,6 +115,7 @@ impl From<transfers::Transfer> for Transfer {
                 .unwrap_or_else(|| t.path.display().to_string()),
             path: t.path.display().to_string(),
             folder: t.prefix,
+            watched_folder: t.watched_folder.map(|f| f.display().to_string()),
             size: t.size,
             state: t.state.into(),
             bytes_done: t.bytes_done,
@@ -211,6 +214,8 @@ pub struct Settings {
     pub notifications: bool,
     /// Start Valet Upload when the user logs in.
     pub start_at_login: bool,
+    /// Folders whose new files are uploaded by themselves (desktop only).
+    pub watched_folders: Vec<WatchedFolder>,
 }
 
 impl Default for Settings {
@@ -220,9 +225,94 @@ impl Default for Settings {
             bandwidth_limit_mib_s: 0.0,
             notifications: true,
             start_at_login: false,
+            watched_folders: Vec::new(),
         }
     }
 }
+
+/// A folder whose new files are uploaded by themselves, once each and only when complete
+/// (the engine's `watch`, as `valet watch`).
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchedFolder {
+    /// The folder (absolute); it names the entry, so a folder is watched once.
+    pub path: String,
+    /// Folder in the store under the account's prefix (`--to`); empty for the top. A file's
+    /// sub-folders follow it.
+    pub to: String,
+    /// Seconds a file must stay unchanged, and be closed by its writer, before it is sent.
+    pub settle_secs: f64,
+    /// What happens to a file once its upload is verified.
+    pub after_upload: AfterUpload,
+    /// The sub-folder of the watched folder files are moved into, with `AfterUpload::Move`.
+    pub move_to: String,
+    /// Send only files whose path under the folder matches one of these globs (none: all).
+    pub include: Vec<String>,
+    /// Never send files whose path under the folder matches one of these globs.
+    pub exclude: Vec<String>,
+    /// Watched now; `false` while paused.
+    pub enabled: bool,
+}
+
+impl Default for WatchedFolder {
+    fn default() -> Self {
+        Self {
+            path: String::new(),
+            to: String::new(),
+            settle_secs: 3.0,
+            after_upload: AfterUpload::Leave,
+            move_to: "uploaded".to_owned(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            enabled: true,
+        }
+    }
+}
+
+/// What happens to a watched file once its upload is verified (never before).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Type, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum AfterUpload {
+    /// Leave it where it is.
+    #[default]
+    Leave,
+    /// Move it into the folder's `move_to` sub-folder (which is not watched).
+    Move,
+    /// Delete it.
+    Delete,
+}
+
+/// How a watched folder is doing.
+#[derive(Debug, Clone, Copy, Serialize, Type, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum WatchState {
+    /// Being set up (scanning).
+    Starting,
+    /// Watched: new files are sent.
+    Watching,
+    /// Gone, unreadable or not a folder; looked for every few seconds, watched again when
+    /// back.
+    Unavailable,
+    /// Paused in the settings.
+    Paused,
+}
+
+/// The state of one watched folder, for its entry in the settings.
+#[derive(Debug, Clone, Serialize, Type, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchStatus {
+    /// The folder, as in the settings.
+    pub path: String,
+    pub state: WatchState,
+    /// What is wrong, while `Unavailable`.
+    pub problem: Option<String>,
+    /// Files sent and verified since the watch started.
+    pub sent: u32,
+}
+
+/// The watched folders' states changed (all of them are sent; there are few).
+#[derive(Debug, Clone, Serialize, Type, tauri_specta::Event)]
+pub struct WatchStatusChanged(pub Vec<WatchStatus>);
 
 /// About the app.
 #[derive(Debug, Clone, Serialize, Type)]

@@ -1,6 +1,6 @@
 //! Valet Upload's desktop app: a thin Tauri shell over `valet-engine`. It wires the engine's
-//! transfer list to the web UI (`ui/`), the tray, notifications, start at login and single
-//! instance. No upload logic lives here.
+//! transfer list and folder watch to the web UI (`ui/`), the tray, notifications, start at
+//! login and single instance. No upload logic lives here.
 //!
 //! ```text
 //!  ui (Svelte) ──commands──▶ commands.rs ──▶ AppState ──▶ valet_engine::transfers
@@ -16,6 +16,8 @@ mod logging;
 mod platform;
 mod pump;
 mod settings;
+#[cfg(desktop)]
+mod watching;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,6 +48,8 @@ pub fn bindings() -> tauri_specta::Builder<tauri::Wry> {
             transfers_since,
             get_settings,
             set_settings,
+            pick_watch_folder,
+            watch_status,
             export_diagnostics,
             copy_text,
             app_info,
@@ -53,7 +57,8 @@ pub fn bindings() -> tauri_specta::Builder<tauri::Wry> {
         ])
         .events(tauri_specta::collect_events![
             dto::TransfersChanged,
-            dto::SessionChanged
+            dto::SessionChanged,
+            dto::WatchStatusChanged
         ])
         // Sizes and ids stay far below 2^53, where a JavaScript number is exact.
         .dangerously_cast_bigints_to_number()

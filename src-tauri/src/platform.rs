@@ -34,6 +34,15 @@ pub async fn pick_paths<R: Runtime>(app: &AppHandle<R>, folders: bool) -> Vec<Pa
         .collect()
 }
 
+/// One folder picked in the system's dialog titled `title`; `None` when cancelled.
+pub async fn pick_folder<R: Runtime>(app: &AppHandle<R>, title: &str) -> Option<PathBuf> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    app.dialog().file().set_title(title).pick_folder(move |f| {
+        let _ = tx.send(f);
+    });
+    rx.await.ok().flatten().and_then(|f| f.into_path().ok())
+}
+
 /// Where to save a file, picked in the system's dialog.
 pub async fn pick_save_path<R: Runtime>(app: &AppHandle<R>, name: &str) -> Option<PathBuf> {
     let (tx, rx) = tokio::sync::oneshot::channel();

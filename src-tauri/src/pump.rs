@@ -1,7 +1,8 @@
 //! Carries the transfer list to the UI and the tray: a few times a second, whatever changed
 //! since the last tick goes out as one `TransfersChanged` event (rows that did not change are
 //! not sent, so ten thousand waiting files cost nothing per tick), the tray shows overall
-//! progress, and a batch that ends (or a failure) raises a notification.
+//! progress, and a batch that ends (or a failure) raises a notification. A change of a watched
+//! folder's state goes out as `WatchStatusChanged`.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use tauri::{AppHandle, Manager, Runtime};
 use tauri_specta::Event as _;
 
 use crate::app::AppState;
-use crate::dto::{Totals, TransfersChanged};
+use crate::dto::{Totals, TransfersChanged, WatchStatusChanged};
 use crate::platform;
 
 /// Time between two updates of the UI.
@@ -22,10 +23,18 @@ pub fn spawn<R: Runtime>(app: AppHandle<R>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let (mut list, mut since) = (0u64, 0u64);
+        let mut watches_seen = 0u64;
         let mut batch = Batch::default();
         for n in 0u32.. {
             tick.tick().await;
             let state = app.state::<AppState>();
+            let watches = state.watch_version();
+            if watches != watches_seen {
+                watches_seen = watches;
+                if let Err(e) = WatchStatusChanged(state.watch_statuses()).emit(&app) {
+                    tracing::debug!(error = %e, "the UI is not listening");
+                }
+            }
             let Some((generation, transfers)) = state.transfers_with_generation() else {
                 continue;
             };

@@ -1,13 +1,15 @@
 //! The desktop settings a person changes (parallel parts, bandwidth limit, notifications, start
-//! at login), kept as JSON beside the journal, and how they become engine options.
+//! at login, watched folders), kept as JSON beside the journal, and how they become engine
+//! options.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use valet_engine::transfers::TransferOptions;
+use valet_engine::watch::{self, NameFilter};
 use valet_engine::{MAX_PARALLEL, PutOptions, RateLimit};
 
-use crate::dto::{Settings, UiError};
+use crate::dto::{AfterUpload, Settings, UiError, WatchedFolder};
 
 /// File name of the settings in the data directory.
 pub const SETTINGS_FILE: &str = "desktop-settings.json";
@@ -15,18 +17,31 @@ pub const SETTINGS_FILE: &str = "desktop-settings.json";
 /// Most parts of one file in flight that the settings screen offers.
 pub const MAX_PARALLEL_PARTS: u32 = 16;
 
+/// Shortest and longest settle time of a watched folder, seconds. Below half a second, a
+/// writer's pauses between two writes would pass for the end of the file on systems that do
+/// not report closes; above an hour, a file would seem never to be sent.
+pub const SETTLE_SECS: std::ops::RangeInclusive<f64> = 0.5..=3600.0;
+
 /// The saved settings, or the defaults when there are none. A file that cannot be read or
 /// parsed is an error naming the file: the app shows it rather than silently resetting.
 pub fn load(data_dir: &Path) -> Result<Settings, UiError> {
     let path = data_dir.join(SETTINGS_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let settings: Settings = serde_json::from_slice(&bytes).map_err(|e| {
+            let invalid = |e: serde_json::Error| {
                 UiError::new(
                     "settings",
                     format!("{}: not valid settings: {e}", path.display()),
                 )
-            })?;
+            };
+            let mut value: serde_json::Value = serde_json::from_slice(&bytes).map_err(invalid)?;
+            // Files written before watched folders existed have none.
+            if let Some(fields) = value.as_object_mut() {
+                fields
+                    .entry("watchedFolders")
+                    .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            }
+            let settings: Settings = serde_json::from_value(value).map_err(invalid)?;
             check(&settings)?;
             Ok(settings)
         }
@@ -71,7 +86,92 @@ pub fn check(settings: &Settings) -> Result<(), UiError> {
             format!("the bandwidth limit must be 0 (none) to 100000 MiB/s, not {limit}"),
         ));
     }
+    check_watched(&settings.watched_folders)
+}
+
+/// Trims what a person typed: paths, folders, globs (empty globs dropped).
+pub fn tidy(mut settings: Settings) -> Settings {
+    for folder in &mut settings.watched_folders {
+        folder.path = folder.path.trim().to_owned();
+        folder.to = folder.to.trim().trim_matches('/').to_owned();
+        folder.move_to = folder.move_to.trim().to_owned();
+        for globs in [&mut folder.include, &mut folder.exclude] {
+            *globs = globs
+                .iter()
+                .map(|g| g.trim().to_owned())
+                .filter(|g| !g.is_empty())
+                .collect();
+        }
+    }
+    settings
+}
+
+/// Each watched folder: an absolute path, watched once (not inside another one, where its
+/// files would be sent twice), a settle time in [`SETTLE_SECS`], an after-upload sub-folder
+/// that is one plain name, and globs that parse. Whether the folder exists is not checked
+/// here: one that is missing is shown as such and watched when it is back.
+fn check_watched(folders: &[WatchedFolder]) -> Result<(), UiError> {
+    for (i, folder) in folders.iter().enumerate() {
+        let invalid = |what: String| {
+            UiError::new("invalid", format!("watched folder {}: {what}", folder.path))
+        };
+        let path = Path::new(&folder.path);
+        if folder.path.is_empty() {
+            return Err(UiError::new("invalid", "a watched folder needs a path"));
+        }
+        if !path.is_absolute() {
+            return Err(invalid("give the full path of the folder".into()));
+        }
+        if let Some(other) = folders[..i]
+            .iter()
+            .map(|f| Path::new(&f.path))
+            .find(|other| path.starts_with(other) || other.starts_with(path))
+        {
+            return Err(invalid(if other == path {
+                "it is in the list twice".into()
+            } else {
+                format!(
+                    "it overlaps {}, which is watched already (its files would be sent twice)",
+                    other.display()
+                )
+            }));
+        }
+        let settle = folder.settle_secs;
+        if !settle.is_finite() || !SETTLE_SECS.contains(&settle) {
+            return Err(invalid(format!(
+                "the settle time must be {} to {} seconds, not {settle}",
+                SETTLE_SECS.start(),
+                SETTLE_SECS.end()
+            )));
+        }
+        let after = after_upload(folder)?;
+        let skip_dir = match &after {
+            watch::AfterUpload::MoveTo(dir) => Some(dir.as_str()),
+            _ => None,
+        };
+        NameFilter::new(&folder.include, &folder.exclude, false, skip_dir)
+            .map_err(|e| invalid(e.to_string()))?;
+    }
     Ok(())
+}
+
+/// The engine's after-upload action of a watched folder.
+pub fn after_upload(folder: &WatchedFolder) -> Result<watch::AfterUpload, UiError> {
+    match folder.after_upload {
+        AfterUpload::Leave => Ok(watch::AfterUpload::Leave),
+        AfterUpload::Delete => Ok(watch::AfterUpload::Delete),
+        AfterUpload::Move => watch::AfterUpload::parse(&format!("move:{}", folder.move_to))
+            .map_err(|_| {
+                UiError::new(
+                    "invalid",
+                    format!(
+                        "watched folder {}: move uploaded files into one sub-folder name \
+                         (no / or ..), not {:?}",
+                        folder.path, folder.move_to
+                    ),
+                )
+            }),
+    }
 }
 
 /// The engine options these settings ask for. Every upload shares `limit`, whose rate is set
@@ -106,6 +206,16 @@ mod tests {
             bandwidth_limit_mib_s: 2.5,
             notifications: false,
             start_at_login: true,
+            watched_folders: vec![WatchedFolder {
+                path: "/home/me/Scans".into(),
+                to: "scans".into(),
+                settle_secs: 1.5,
+                after_upload: AfterUpload::Move,
+                move_to: "done".into(),
+                include: vec!["*.pdf".into()],
+                exclude: vec!["draft/**".into()],
+                enabled: false,
+            }],
         };
         save(dir.path(), &changed).unwrap();
         assert_eq!(load(dir.path()).unwrap(), changed);
@@ -138,5 +248,75 @@ mod tests {
         std::fs::write(dir.path().join(SETTINGS_FILE), b"{ not json").unwrap();
         let e = load(dir.path()).unwrap_err();
         assert!(e.message.contains(SETTINGS_FILE), "{}", e.message);
+    }
+}
+
+#[cfg(test)]
+mod watched_tests {
+    use super::*;
+
+    fn folder(path: &str) -> WatchedFolder {
+        WatchedFolder {
+            path: path.into(),
+            ..WatchedFolder::default()
+        }
+    }
+
+    fn with(folders: Vec<WatchedFolder>) -> Settings {
+        Settings {
+            watched_folders: folders,
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn files_without_watched_folders_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = r#"{"parallelParts":4,"bandwidthLimitMibS":0,"notifications":true,"startAtLogin":false}"#;
+        std::fs::write(dir.path().join(SETTINGS_FILE), old).unwrap();
+        assert_eq!(load(dir.path()).unwrap().watched_folders, []);
+    }
+
+    #[test]
+    fn watched_folders_are_checked_by_name() {
+        let refused = |folders: Vec<WatchedFolder>| check(&with(folders)).unwrap_err().message;
+        assert!(refused(vec![folder("relative/path")]).contains("full path"));
+        assert!(refused(vec![folder("/w"), folder("/w")]).contains("twice"));
+        let nested = refused(vec![folder("/w"), folder("/w/inner")]);
+        assert!(nested.contains("overlaps /w"), "{nested}");
+        check(&with(vec![folder("/w"), folder("/wx")])).expect("a sibling is not inside");
+        let slow = WatchedFolder {
+            settle_secs: 0.0,
+            ..folder("/w")
+        };
+        assert!(refused(vec![slow]).contains("settle time"));
+        let bad_move = WatchedFolder {
+            after_upload: AfterUpload::Move,
+            move_to: "a/b".into(),
+            ..folder("/w")
+        };
+        assert!(refused(vec![bad_move]).contains("one sub-folder name"));
+        let bad_glob = WatchedFolder {
+            include: vec!["[".into()],
+            ..folder("/w")
+        };
+        let message = refused(vec![bad_glob]);
+        assert!(
+            message.starts_with("watched folder /w:") && message.contains('['),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn typed_values_are_tidied() {
+        let typed = with(vec![WatchedFolder {
+            path: "  /w  ".into(),
+            to: " /in/ ".into(),
+            include: vec![" *.pdf ".into(), "  ".into()],
+            ..folder("")
+        }]);
+        let tidy = tidy(typed).watched_folders.remove(0);
+        assert_eq!((tidy.path.as_str(), tidy.to.as_str()), ("/w", "in"));
+        assert_eq!(tidy.include, ["*.pdf"]);
     }
 }

@@ -30,6 +30,16 @@ export const commands = {
 	getSettings: () => __TAURI_INVOKE<Settings>("get_settings"),
 	setSettings: (settings: Settings) => typedError<Settings, UiError>(__TAURI_INVOKE("set_settings", { settings })),
 	/**
+	 *  Opens the system's folder picker to choose a folder to watch; its path, or `None` when the
+	 *  person cancelled. The folder is watched once the settings are saved.
+	 */
+	pickWatchFolder: () => __TAURI_INVOKE<string | null>("pick_watch_folder"),
+	/**
+	 *  How each watched folder is doing (afterwards the `WatchStatusChanged` event says when
+	 *  that changes).
+	 */
+	watchStatus: () => __TAURI_INVOKE<WatchStatus[]>("watch_status"),
+	/**
 	 *  Writes the diagnostics archive to `dest`, or where the person picks when `dest` is
 	 *  `None`; the path written, or `None` when the person cancelled the picker.
 	 */
@@ -47,6 +57,7 @@ export const commands = {
 export const events = {
 	sessionChanged: makeEvent<SessionChanged, SessionChanged>("session-changed"),
 	transfersChanged: makeEvent<TransfersChanged, TransfersChanged>("transfers-changed"),
+	watchStatusChanged: makeEvent<WatchStatusChanged, WatchStatusChanged>("watch-status-changed"),
 };
 
 /* Types */
@@ -56,6 +67,15 @@ export type AddResult = {
 	alreadyListed: number,
 	unreadable: number,
 };
+
+/**  What happens to a watched file once its upload is verified (never before). */
+export type AfterUpload = 
+/**  Leave it where it is. */
+"leave" | 
+/**  Move it into the folder's `move_to` sub-folder (which is not watched). */
+"move" | 
+/**  Delete it. */
+"delete";
 
 /**  About the app. */
 export type AppInfo = {
@@ -96,6 +116,8 @@ export type Settings = {
 	notifications: boolean,
 	/**  Start Valet Upload when the user logs in. */
 	startAtLogin: boolean,
+	/**  Folders whose new files are uploaded by themselves (desktop only). */
+	watchedFolders: WatchedFolder[],
 };
 
 /**  Where a file is on its way. */
@@ -120,6 +142,8 @@ export type Transfer = {
 	name: string,
 	path: string,
 	folder: string | null,
+	/**  The watched folder the file came from, when a folder watch found it. */
+	watchedFolder: string | null,
 	size: number,
 	state: State,
 	bytesDone: number,
@@ -151,6 +175,60 @@ export type UiError = {
 	code: string,
 	/**  What happened, in plain words. */
 	message: string,
+};
+
+/**  How a watched folder is doing. */
+export type WatchState = 
+/**  Being set up (scanning). */
+"starting" | 
+/**  Watched: new files are sent. */
+"watching" | 
+/**
+ *  Gone, unreadable or not a folder; looked for every few seconds, watched again when
+ *  back.
+ */
+"unavailable" | 
+/**  Paused in the settings. */
+"paused";
+
+/**  The state of one watched folder, for its entry in the settings. */
+export type WatchStatus = {
+	/**  The folder, as in the settings. */
+	path: string,
+	state: WatchState,
+	/**  What is wrong, while `Unavailable`. */
+	problem: string | null,
+	/**  Files sent and verified since the watch started. */
+	sent: number,
+};
+
+/**  The watched folders' states changed (all of them are sent; there are few). */
+export type WatchStatusChanged = WatchStatus[];
+
+/**
+ *  A folder whose new files are uploaded by themselves, once each and only when complete
+ *  (the engine's `watch`, as `valet watch`).
+ */
+export type WatchedFolder = {
+	/**  The folder (absolute); it names the entry, so a folder is watched once. */
+	path: string,
+	/**
+	 *  Folder in the store under the account's prefix (`--to`); empty for the top. A file's
+	 *  sub-folders follow it.
+	 */
+	to: string,
+	/**  Seconds a file must stay unchanged, and be closed by its writer, before it is sent. */
+	settleSecs: number | null,
+	/**  What happens to a file once its upload is verified. */
+	afterUpload: AfterUpload,
+	/**  The sub-folder of the watched folder files are moved into, with `AfterUpload::Move`. */
+	moveTo: string,
+	/**  Send only files whose path under the folder matches one of these globs (none: all). */
+	include: string[],
+	/**  Never send files whose path under the folder matches one of these globs. */
+	exclude: string[],
+	/**  Watched now; `false` while paused. */
+	enabled: boolean,
 };
 
 /* Tauri Specta runtime */

@@ -8,6 +8,7 @@ function row(id: number, state: State = "queued", bytesDone = 0): Transfer {
     name: `f${id}.bin`,
     path: `/data/f${id}.bin`,
     folder: null,
+    watchedFolder: null,
     size: 100,
     state,
     bytesDone,
