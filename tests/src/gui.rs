@@ -106,6 +106,12 @@ impl App {
         self.find(css).await.text().await.unwrap_or_default()
     }
 
+    /// The text of the element at `css`, when there is one (for polling).
+    pub async fn text_if_any(&self, css: &str) -> Option<String> {
+        let element = self.client.find(Locator::Css(css)).await.ok()?;
+        element.text().await.ok()
+    }
+
     pub async fn click(&self, css: &str) {
         self.find(css)
             .await
@@ -119,6 +125,33 @@ impl App {
         let input = self.find(css).await;
         input.clear().await.unwrap();
         input.send_keys(value).await.unwrap();
+    }
+
+    /// Signs in on the sign-in screen (the server comes prefilled from `VALET_SERVER`) and
+    /// waits for the main window.
+    pub async fn sign_in(&self, user: &str, password: &str) {
+        self.fill("#user", user).await;
+        self.fill("#password", password).await;
+        self.click("#sign-in-button").await;
+        self.wait_for("the main window", Duration::from_secs(20), async |app| {
+            app.exists(".app").await.then_some(())
+        })
+        .await;
+    }
+
+    /// Closes the open dialog, as its Cancel button or Escape does.
+    pub async fn close_dialog(&self) {
+        self.client
+            .execute("document.querySelector('dialog[open]')?.close()", vec![])
+            .await
+            .expect("close the dialog");
+    }
+
+    /// The `data-state` and text of the element at `css`, when there is one.
+    pub async fn state_and_text(&self, css: &str) -> Option<(String, String)> {
+        let element = self.client.find(Locator::Css(css)).await.ok()?;
+        let state = element.attr("data-state").await.ok().flatten()?;
+        Some((state, element.text().await.ok()?))
     }
 
     /// Calls an app command from the page, as the UI does; its answer (`Err` with the
@@ -192,6 +225,17 @@ impl App {
         }
     }
 
+    /// Closes the app's window as a window manager's close button does: `WM_DELETE_WINDOW` to
+    /// the window titled "Valet Upload" (X11). The app decides what closing means.
+    pub fn close_window(&self) {
+        tokio::task::block_in_place(|| x11::close(APP_TITLE)).expect("close the window");
+    }
+
+    /// Whether the window titled "Valet Upload" is shown (mapped); `None` when there is none.
+    pub fn window_shown(&self) -> Option<bool> {
+        tokio::task::block_in_place(|| x11::shown(APP_TITLE)).expect("ask the X server")
+    }
+
     /// Saves a screenshot of the window as `path` (PNG).
     pub async fn screenshot(&self, path: &Path) {
         let png = self.client.screenshot().await.expect("screenshot");
@@ -200,6 +244,61 @@ impl App {
             std::fs::create_dir_all(dir).unwrap();
         }
         std::fs::write(path, png).unwrap();
+    }
+}
+
+/// The title of the app's window.
+const APP_TITLE: &[u8] = b"Valet Upload";
+
+/// The app's window as the X server sees it (the tests run under Xvfb, with no window manager).
+mod x11 {
+    use x11rb::connection::Connection;
+    use x11rb::protocol::xproto::{
+        AtomEnum, ClientMessageEvent, ConnectionExt as _, EventMask, MapState, Window,
+    };
+
+    type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+    /// The top-level window titled `title`.
+    fn find(conn: &impl Connection, root: Window, title: &[u8]) -> Result<Option<Window>> {
+        for window in conn.query_tree(root)?.reply()?.children {
+            let name = conn
+                .get_property(false, window, AtomEnum::WM_NAME, AtomEnum::ANY, 0, 256)?
+                .reply()?;
+            if name.value == title {
+                return Ok(Some(window));
+            }
+        }
+        Ok(None)
+    }
+
+    pub(super) fn shown(title: &[u8]) -> Result<Option<bool>> {
+        let (conn, screen) = x11rb::connect(None)?;
+        let root = conn.setup().roots[screen].root;
+        let Some(window) = find(&conn, root, title)? else {
+            return Ok(None);
+        };
+        let attributes = conn.get_window_attributes(window)?.reply()?;
+        Ok(Some(attributes.map_state == MapState::VIEWABLE))
+    }
+
+    /// Asks the window to close, as a window manager does (ICCCM `WM_DELETE_WINDOW`).
+    pub(super) fn close(title: &[u8]) -> Result<()> {
+        let (conn, screen) = x11rb::connect(None)?;
+        let root = conn.setup().roots[screen].root;
+        let window = find(&conn, root, title)?.ok_or("no window with that title")?;
+        let protocols = conn.intern_atom(false, b"WM_PROTOCOLS")?.reply()?.atom;
+        let delete = conn.intern_atom(false, b"WM_DELETE_WINDOW")?.reply()?.atom;
+        let event = ClientMessageEvent::new(
+            32,
+            window,
+            protocols,
+            [delete, x11rb::CURRENT_TIME, 0, 0, 0],
+        );
+        // Checked: a round trip, so the server has taken the event before the connection ends.
+        conn.send_event(false, window, EventMask::NO_EVENT, event)?
+            .check()?;
+        Ok(())
     }
 }
 

@@ -2,7 +2,10 @@
 //! in to the real `valet-service` over a real S3 store (SeaweedFS). It signs in, adds files
 //! through the command the drop zone uses, pauses, resumes and cancels, survives a crash
 //! mid-upload, shows a clear error when the service is gone, exports diagnostics, and reads
-//! every verified object back from the store. Screenshots go to docs/screenshots/.
+//! every verified object back from the store. A second test watches a folder set up in the
+//! Settings dialog: a file written slowly is sent once, complete, a folder that vanishes shows
+//! why on its entry and recovers, and a restart sends nothing again. Screenshots go to
+//! docs/screenshots/.
 //!
 //! Run by `scripts/test-gui.sh` (it builds the app with its UI, installs tauri-driver and
 //! starts Xvfb); ignored in a plain `cargo test`, which has none of those.
@@ -21,6 +24,10 @@ use valet_tests::service::{Service, ServiceOptions};
 const MIB: u64 = 1024 * 1024;
 const USER: &str = "gui-user";
 const PASSWORD: &str = "a long gui password";
+
+/// One app at a time: the app is a single instance (a second start hands over to the first),
+/// and the harness ends an app by its binary's name.
+static ONE_APP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn screenshot(name: &str) -> std::path::PathBuf {
     repo_root().join("docs/screenshots").join(name)
@@ -65,6 +72,7 @@ async fn check_stored(app: &App, service: &Service, file: &Path) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Xvfb, tauri-driver and the app built with its UI: run scripts/test-gui.sh"]
 async fn the_desktop_app_uploads_pauses_resumes_cancels_recovers_and_explains_errors() {
+    let _one_app = ONE_APP.lock().await;
     valet_tests::install_tls_provider();
     let store = SeaweedFs::shared_or_start();
     let mut service = Service::start(&store, ServiceOptions::default());
@@ -391,5 +399,242 @@ async fn the_desktop_app_uploads_pauses_resumes_cancels_recovers_and_explains_er
             .await
     );
     app.screenshot(&screenshot("error.png")).await;
+    app.quit().await;
+}
+
+/// `upload_created` entries of the service's audit log for object `key`: one per upload begun.
+fn uploads_begun(service: &Service, key: &str) -> usize {
+    tokio::task::block_in_place(|| service.audit())
+        .iter()
+        .filter(|e| e["event"] == "upload_created" && e["detail"]["object_key"] == key)
+        .count()
+}
+
+/// The main window's line about watched folders, when it shows one.
+async fn watch_summary(app: &App) -> Option<String> {
+    Some(app.text_if_any("#watch-summary").await?.trim().to_owned())
+}
+
+/// Pseudo-random bytes (xorshift), different for each `seed`.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ seed;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Xvfb, tauri-driver and the app built with its UI: run scripts/test-gui.sh"]
+async fn a_watched_folder_set_up_in_settings_sends_each_file_once_across_restarts() {
+    let _one_app = ONE_APP.lock().await;
+    valet_tests::install_tls_provider();
+    let store = SeaweedFs::shared_or_start();
+    let service = Service::start(&store, ServiceOptions::default());
+    service.add_user(USER, PASSWORD);
+    let data = tempfile::tempdir().unwrap();
+    let parent = tempfile::tempdir().unwrap();
+    let watched = parent.path().join("Scans");
+    std::fs::create_dir(&watched).unwrap();
+    let watched = std::fs::canonicalize(&watched).unwrap();
+    let shown = watched.display().to_string();
+    let env = [("VALET_SERVER", service.url.as_str())];
+
+    let app = App::start(data.path(), &env).await;
+    app.sign_in(USER, PASSWORD).await;
+    assert!(
+        !app.exists("#watch-summary").await,
+        "no folder is watched yet"
+    );
+
+    // Settings: a typed path that is not a folder is refused; the real one is added, sent to
+    // "watched", with a 1 s settle time.
+    app.click("#settings-button").await;
+    app.wait_for(
+        "the settings dialog",
+        Duration::from_secs(10),
+        async |app| app.exists("dialog[open] #watch-path").await.then_some(()),
+    )
+    .await;
+    app.fill("#watch-path", "Scans").await;
+    app.click("#watch-add").await;
+    let refused = app
+        .wait_for("the path refused", Duration::from_secs(5), async |app| {
+            app.text_if_any("#watch-add-error").await
+        })
+        .await;
+    assert!(
+        refused.contains("full path"),
+        "a relative path is refused: {refused}"
+    );
+    app.fill("#watch-path", &shown).await;
+    app.click("#watch-add").await;
+    app.wait_for("the folder's entry", Duration::from_secs(5), async |app| {
+        app.exists("#watch-0-settle").await.then_some(())
+    })
+    .await;
+    app.fill("#watch-0-settle", "1").await;
+    app.fill("#watch-0-to", "watched").await;
+    app.click("#save-settings").await;
+    app.wait_for("the settings saved", Duration::from_secs(10), async |app| {
+        app.text_if_any("#notice-text")
+            .await?
+            .contains("Settings saved")
+            .then_some(())
+    })
+    .await;
+    let settings = app.invoke("get_settings", json!({})).await.unwrap();
+    let folder = &settings["watchedFolders"][0];
+    assert_eq!(folder["path"], shown.as_str(), "{settings}");
+    assert_eq!(
+        (folder["to"].as_str(), folder["settleSecs"].as_f64()),
+        (Some("watched"), Some(1.0))
+    );
+    let on_disk = std::fs::read_to_string(data.path().join("desktop-settings.json")).unwrap();
+    assert!(
+        on_disk.contains(&shown),
+        "saved in the settings file: {on_disk}"
+    );
+    app.wait_for("the folder watched", Duration::from_secs(20), async |app| {
+        (watch_summary(app).await? == "Watching 1 folder. Watched folders…").then_some(())
+    })
+    .await;
+
+    // A file written slowly, with pauses twice the settle time while it stays open: nothing
+    // is listed until the writer closes it, then it is sent once, complete.
+    let slow = watched.join("slow.bin");
+    let mut writer = std::fs::File::create(&slow).unwrap();
+    for chunk in 0..3 {
+        std::io::Write::write_all(&mut writer, &noise(MIB as usize, chunk)).unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(
+            app.row("slow.bin").await.is_none(),
+            "a file still being written is not listed (chunk {chunk})"
+        );
+    }
+    drop(writer);
+    app.wait_state("slow.bin", "verified", Duration::from_secs(60))
+        .await;
+    let row = check_stored(&app, &service, &slow).await;
+    assert_eq!(row["size"], 3 * MIB, "the complete file: {row}");
+    assert_eq!(row["watchedFolder"], shown.as_str(), "{row}");
+    let key = format!("users/{USER}/watched/slow.bin");
+    assert_eq!(row["objectKey"], key.as_str());
+    let from = app.find(r#"li[data-name="slow.bin"] .watched-from"#).await;
+    assert_eq!(from.text().await.unwrap(), "from watched folder Scans");
+    assert_eq!(
+        from.attr("data-watched-folder").await.unwrap().as_deref(),
+        Some(shown.as_str())
+    );
+    app.screenshot(&screenshot("watched.png")).await;
+
+    // The folder vanishes: its entry in Settings says why; back, it is watched again and
+    // nothing already sent goes again.
+    let away = parent.path().join("Scans-away");
+    std::fs::rename(&watched, &away).unwrap();
+    app.wait_for(
+        "the folder reported missing",
+        Duration::from_secs(20),
+        async |app| {
+            watch_summary(app)
+                .await?
+                .contains("1 folder cannot be watched")
+                .then_some(())
+        },
+    )
+    .await;
+    app.click("#settings-button").await;
+    let (state, text) = app
+        .wait_for("the entry's state", Duration::from_secs(10), async |app| {
+            app.state_and_text("dialog[open] #watch-0-status").await
+        })
+        .await;
+    assert_eq!(state, "unavailable", "{text}");
+    assert!(
+        text.contains("the folder is gone") && text.contains("resumes by itself"),
+        "the entry says what is wrong: {text}"
+    );
+    assert_eq!(
+        app.find("#watch-0-status")
+            .await
+            .attr("role")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("alert")
+    );
+    app.screenshot(&screenshot("watched-missing.png")).await;
+    std::fs::rename(&away, &watched).unwrap();
+    app.wait_for(
+        "the folder watched again",
+        Duration::from_secs(20),
+        async |app| {
+            let (state, _) = app.state_and_text("dialog[open] #watch-0-status").await?;
+            (state == "watching").then_some(())
+        },
+    )
+    .await;
+    app.close_dialog().await;
+
+    // Closing the window hides it in the tray; the app, and the watch, keep running.
+    assert_eq!(app.window_shown(), Some(true));
+    app.close_window();
+    app.wait_for("the window hidden", Duration::from_secs(10), async |app| {
+        (app.window_shown() == Some(false)).then_some(())
+    })
+    .await;
+    let second = watched.join("while-closed.txt");
+    std::fs::write(&second, b"sent while the window was closed").unwrap();
+    let key2 = format!("users/{USER}/watched/while-closed.txt");
+    app.wait_for(
+        "while-closed.txt verified",
+        Duration::from_secs(60),
+        async |app| {
+            let row = app.row("while-closed.txt").await?;
+            (row["state"] == "verified").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        stored(&service, &key2).map(|(size, _)| size),
+        Some(32),
+        "sent while the window was closed"
+    );
+    assert_eq!(app.window_shown(), Some(false), "still in the tray");
+    assert_eq!(uploads_begun(&service, &key), 1, "slow.bin was sent once");
+    app.quit().await;
+
+    // A restart, signed in silently: the watch starts with the app, and nothing sent before
+    // is sent again. A file added while the app was down is sent.
+    let third = watched.join("while-down.txt");
+    std::fs::write(&third, b"added while the app was not running").unwrap();
+    let app = App::start(data.path(), &env).await;
+    assert!(!app.exists(".sign-in").await, "signed in again silently");
+    app.wait_state("while-down.txt", "verified", Duration::from_secs(60))
+        .await;
+    check_stored(&app, &service, &third).await;
+    // The start-up scan saw slow.bin and while-closed.txt with while-down.txt; give a late
+    // duplicate the settle time twice over to show up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        app.row("slow.bin").await.is_none(),
+        "slow.bin is not listed again"
+    );
+    assert!(app.row("while-closed.txt").await.is_none());
+    assert_eq!(
+        uploads_begun(&service, &key),
+        1,
+        "slow.bin was sent once, restart included"
+    );
+    assert_eq!(uploads_begun(&service, &key2), 1);
+    assert_eq!(
+        stored(&service, &key),
+        Some((3 * MIB, sha256_file(&slow))),
+        "the stored object is the file"
+    );
     app.quit().await;
 }
