@@ -23,6 +23,8 @@ pub struct ServiceOptions {
     pub log: String,
     /// `store.verify`: "checksum" or "read-back".
     pub verify: String,
+    /// `store.max_parts`: fewer parts per upload than the store allows.
+    pub max_parts: Option<u32>,
 }
 
 impl Default for ServiceOptions {
@@ -33,6 +35,7 @@ impl Default for ServiceOptions {
             sweep_every: "10m".into(),
             log: "info".into(),
             verify: "checksum".into(),
+            max_parts: None,
         }
     }
 }
@@ -60,7 +63,7 @@ impl Service {
         let bucket = random_name("valet");
         let config = dir.path().join("valet.toml");
         let port = free_port();
-        let store_section = store_section(store, &bucket, &options.verify, dir.path());
+        let store_section = store_section(store, &bucket, &options, dir.path());
         std::fs::write(
             &config,
             format!(
@@ -202,12 +205,21 @@ impl Drop for Service {
 
 /// The `[store]` section for `store`, each on bucket (container) `bucket`; credentials files
 /// go to `dir`.
-fn store_section(store: &impl TestStoreEndpoint, bucket: &str, verify: &str, dir: &Path) -> String {
-    let common = format!(
+fn store_section(
+    store: &impl TestStoreEndpoint,
+    bucket: &str,
+    options: &ServiceOptions,
+    dir: &Path,
+) -> String {
+    let mut common = format!(
         "[store]\nendpoint = \"{}\"\nbucket = \"{bucket}\"\nprefix = \"users\"\n\
-         create_bucket = true\nverify = \"{verify}\"\ntag_objects = true\n",
-        store.endpoint()
+         create_bucket = true\nverify = \"{}\"\ntag_objects = true\n",
+        store.endpoint(),
+        options.verify
     );
+    if let Some(max_parts) = options.max_parts {
+        common.push_str(&format!("max_parts = {max_parts}\n"));
+    }
     match store.kind() {
         StoreKind::S3 => {
             format!("{common}kind = \"s3\"\nregion = \"us-east-1\"\npath_style = true\n")

@@ -15,6 +15,9 @@ mod concurrent_sign_in;
 mod key_renewal;
 /// No OS keyring (a headless server): login says so; API tokens from the environment work.
 mod no_keyring;
+/// Every store. A store that takes few parts gets larger parts than asked for; `valet` says so,
+/// follows the service's layout, and the assembled object is the file.
+mod part_size_fits_the_store;
 /// Every store. SIGKILL in the middle of a 210 MiB upload; `valet put` again and `valet resume`
 /// finish it.
 mod resume_after_kill;
