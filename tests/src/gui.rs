@@ -130,6 +130,10 @@ impl App {
     /// Signs in on the sign-in screen (the server comes prefilled from `VALET_SERVER`) and
     /// waits for the main window.
     pub async fn sign_in(&self, user: &str, password: &str) {
+        self.wait_for("the sign-in screen", Duration::from_secs(20), async |app| {
+            app.exists("#user").await.then_some(())
+        })
+        .await;
         self.fill("#user", user).await;
         self.fill("#password", password).await;
         self.click("#sign-in-button").await;

@@ -471,8 +471,8 @@ async fn a_watched_folder_set_up_in_settings_sends_each_file_once_across_restart
         refused.contains("full path"),
         "a relative path is refused: {refused}"
     );
-    app.fill("#watch-path", &shown).await;
-    app.click("#watch-add").await;
+    // From the keyboard this time: Enter in the path field adds it.
+    app.fill("#watch-path", &format!("{shown}\u{E007}")).await;
     app.wait_for("the folder's entry", Duration::from_secs(5), async |app| {
         app.exists("#watch-0-settle").await.then_some(())
     })
@@ -568,6 +568,35 @@ async fn a_watched_folder_set_up_in_settings_sends_each_file_once_across_restart
         Some("alert")
     );
     app.screenshot(&screenshot("watched-missing.png")).await;
+    // At 200% zoom the entry still fits the dialog's width (fields and buttons wrap).
+    let zoom = |level: &'static str| format!("document.documentElement.style.zoom = '{level}'");
+    app.client.execute(&zoom("2"), vec![]).await.unwrap();
+    let overflow = app
+        .client
+        .execute(
+            "const d = document.querySelector('dialog[open]'); \
+             return Math.max(d.scrollWidth - d.clientWidth, \
+               document.documentElement.scrollWidth - document.documentElement.clientWidth)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        overflow.as_i64().unwrap() <= 1,
+        "no sideways scrolling in Settings at 200%: {overflow}"
+    );
+    app.client
+        .execute(
+            "const d = document.querySelector('dialog[open]'); \
+             const s = document.querySelector('#watch-0-status'); \
+             d.scrollTop += s.getBoundingClientRect().top - d.getBoundingClientRect().top - 40",
+            vec![],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // drawn scrolled
+    app.screenshot(&screenshot("watched-missing-200.png")).await;
+    app.client.execute(&zoom("1"), vec![]).await.unwrap();
     std::fs::rename(&away, &watched).unwrap();
     app.wait_for(
         "the folder watched again",
