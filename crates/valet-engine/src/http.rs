@@ -49,6 +49,27 @@ pub(crate) fn store_client() -> reqwest::Client {
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
+/// A transport error in words, its causes included, without its URL (which may carry a key).
+pub(crate) fn describe(e: reqwest::Error) -> String {
+    let kind = if e.is_connect() {
+        "connection failed"
+    } else if e.is_timeout() {
+        "timed out"
+    } else if e.is_body() {
+        "sending the body failed"
+    } else {
+        "request failed"
+    };
+    let e = e.without_url();
+    let mut reason = format!("{kind}: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(inner) = source {
+        reason.push_str(&format!(": {inner}"));
+        source = inner.source();
+    }
+    reason
+}
+
 /// Why a reply body could not be read.
 #[derive(Debug)]
 pub(crate) enum ReadError {
