@@ -4,6 +4,7 @@
 //! `valet-engine`. Exit status: 0 all verified; 1 some file failed; 2 usage, config or sign-in
 //! error (see docs/CONTRACTS.md).
 
+mod policy;
 mod progress;
 mod size;
 mod watch;
@@ -16,8 +17,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
+use valet_engine::policy::{PolicyState, Setting};
 use valet_engine::{
-    Engine, Events, ExposeSecret, Journal, OsKeyring, PutOptions, RateLimit, SecretString, Session,
+    Engine, Events, ExposeSecret, Journal, OsKeyring, PutOptions, SecretString, Session,
     UploadReport,
 };
 
@@ -93,6 +95,9 @@ enum Command {
     /// file renamed or moved inside the folder is not sent again, an edited one is. Runs until
     /// Ctrl-C or SIGTERM.
     Watch(watch::WatchArgs),
+    /// The machine's policy (set by an administrator): show it, or check a policy file.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 #[derive(Args)]
@@ -101,16 +106,18 @@ struct Transfer {
     #[arg(long)]
     json: bool,
     /// Parts sent at once, as memory allows: part buffers stay within 256 MiB (or two parts,
-    /// for parts over 128 MiB), so fewer are sent at once with large parts
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-    parallel: u16,
+    /// for parts over 128 MiB), so fewer are sent at once with large parts [default: 4, or the
+    /// policy's]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    parallel: Option<u16>,
     /// Bandwidth limit for all parts together, bytes per second (e.g. 4194304, 4MiB; 0: none)
+    /// [default: none, or the policy's]
     #[arg(long, value_name = "RATE", value_parser = size::parse_bytes)]
     bwlimit: Option<u64>,
 }
 
 /// Exit status for usage, config and sign-in errors.
-const EXIT_SETUP: u8 = 2;
+pub(crate) const EXIT_SETUP: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -158,13 +165,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(dir) => dir,
         None => valet_engine::default_data_dir()?,
     };
+    let policy = policy::read(&data_dir);
     match cli.command {
         Command::Login {
             server,
             user,
             password_stdin,
-        } => login(&data_dir, &server, &user, password_stdin).await,
-        Command::Logout => logout(&data_dir).await,
+        } => {
+            if let Some(locked) = policy
+                .policy
+                .as_ref()
+                .filter(|p| p.is_locked(Setting::Server))
+            {
+                let asked = valet_engine::urls::parse_server(&server)?;
+                anyhow::ensure!(
+                    Some(&asked) == locked.server_url().as_ref(),
+                    "--server {} is not allowed: the policy {} locks the service to {}",
+                    valet_engine::urls::redact(&asked),
+                    policy.origin.as_deref().unwrap_or("in force"),
+                    locked.server.as_deref().unwrap_or_default()
+                );
+            }
+            login(&data_dir, &server, &user, password_stdin).await
+        }
+        Command::Logout => {
+            policy::refuse_locked(&policy, Setting::SignOut, "valet logout")?;
+            logout(&data_dir).await
+        }
+        Command::Policy(command) => policy::command(command, &policy).await,
         Command::Status { json } => status(&data_dir, json),
         Command::Put {
             paths,
@@ -176,12 +204,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 check_path(path)?;
             }
             check_distinct_names(&paths, to.as_deref())?;
-            let mut options = transfer.options();
+            let mut options = transfer.options(&policy)?;
             options.prefix = to;
             if let Some(part_size) = part_size {
                 options.part_size = part_size;
             }
-            let engine = engine(&data_dir).await?;
+            let engine = engine(&data_dir, &policy).await?;
             let bars = Bars::new(transfer.json);
             let (events, rx) = Events::channel();
             let drawing = tokio::spawn(bars.clone().follow(rx));
@@ -195,10 +223,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let _ = drawing.await;
             Ok(exit_code(failed))
         }
-        Command::Watch(args) => watch::watch(&data_dir, args).await,
+        Command::Watch(args) => watch::watch(&data_dir, args, &policy).await,
         Command::Resume { transfer } => {
-            let options = transfer.options();
-            let engine = engine(&data_dir).await?;
+            let options = transfer.options(&policy)?;
+            let engine = engine(&data_dir, &policy).await?;
             let bars = Bars::new(transfer.json);
             let (events, rx) = Events::channel();
             let drawing = tokio::spawn(bars.clone().follow(rx));
@@ -219,15 +247,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 impl Transfer {
-    fn options(&self) -> PutOptions {
-        PutOptions {
-            parallel: usize::from(self.parallel),
-            limit: self
-                .bwlimit
-                .filter(|&rate| rate > 0)
-                .map(|rate| Arc::new(RateLimit::new(rate))),
+    /// The options asked for, within the policy: a locked setting given is refused.
+    fn options(&self, policy: &PolicyState) -> anyhow::Result<PutOptions> {
+        Ok(PutOptions {
+            parallel: policy::parallel(policy, self.parallel)?,
+            limit: policy::bandwidth(policy, self.bwlimit)?,
             ..PutOptions::default()
-        }
+        })
     }
 }
 
@@ -295,11 +321,13 @@ fn session(data_dir: &Path) -> anyhow::Result<Session> {
 }
 
 /// A working session (checked with the service) and the journal.
-async fn engine(data_dir: &Path) -> anyhow::Result<Engine> {
+async fn engine(data_dir: &Path, policy: &PolicyState) -> anyhow::Result<Engine> {
     let session = session(data_dir)?;
     session.me().await.context("signing in")?;
     let journal = Journal::open_in(data_dir)?;
-    Ok(Engine::new(session, journal))
+    let engine = Engine::new(session, journal);
+    policy::apply(policy, &engine);
+    Ok(engine)
 }
 
 fn result_line(path: &Path, result: &valet_engine::Result<UploadReport>, json: bool) -> String {

@@ -11,10 +11,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use serde_json::json;
+use valet_engine::policy::{PolicyState, Setting};
 use valet_engine::watch::{
     self, AfterUpload, FolderWatch, WatchEvent, WatchOptions, WatchedFolder,
 };
-use valet_engine::{Engine, Events, Journal, PutOptions, RateLimit, RetryPolicy};
+use valet_engine::{Engine, Events, Journal, PutOptions, RetryPolicy};
 
 /// Parts of one file sent at once: with `--parallel` files at once, part buffers stay within
 /// `--parallel × (PARTS_PER_FILE + 2) × part size`.
@@ -62,7 +63,12 @@ fn parse_after(text: &str) -> Result<AfterUpload, String> {
 }
 
 /// Runs until SIGINT or SIGTERM; exit 0 then. Setup errors are returned (exit 2).
-pub async fn watch(data_dir: &Path, args: WatchArgs) -> anyhow::Result<ExitCode> {
+pub async fn watch(
+    data_dir: &Path,
+    args: WatchArgs,
+    policy: &PolicyState,
+) -> anyhow::Result<ExitCode> {
+    crate::policy::refuse_locked(policy, Setting::WatchedFolders, "valet watch")?;
     for dir in &args.dirs {
         let meta = std::fs::metadata(dir).with_context(|| format!("{}", dir.display()))?;
         anyhow::ensure!(meta.is_dir(), "{} is not a folder", dir.display());
@@ -83,6 +89,7 @@ pub async fn watch(data_dir: &Path, args: WatchArgs) -> anyhow::Result<ExitCode>
     }
     let journal = Journal::open_in(data_dir)?;
     let engine = Arc::new(Engine::new(session, journal.clone()));
+    crate::policy::apply(policy, &engine);
 
     let folders = args
         .dirs
@@ -103,10 +110,7 @@ pub async fn watch(data_dir: &Path, args: WatchArgs) -> anyhow::Result<ExitCode>
 
     let mut put = PutOptions {
         parallel: PARTS_PER_FILE,
-        limit: args
-            .bwlimit
-            .filter(|&rate| rate > 0)
-            .map(|rate| Arc::new(RateLimit::new(rate))),
+        limit: crate::policy::bandwidth(policy, args.bwlimit)?,
         ..PutOptions::default()
     };
     if let Some(part_size) = args.part_size {

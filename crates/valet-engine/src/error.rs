@@ -9,6 +9,7 @@
 //! - the store refused a part for a reason retrying cannot fix: [`Error::Store`];
 //! - a retryable failure that kept failing until the deadline: [`Error::RetriesExhausted`];
 //! - a URL we refuse to talk to: [`Error::InsecureUrl`], [`Error::ForeignKeyHost`];
+//! - what the machine's policy does not allow: [`Error::PolicyRefused`];
 //! - sign-in state: [`Error::NotSignedIn`], [`Error::KeyringUnavailable`], [`Error::Keyring`];
 //! - local state: [`Error::Journal`], [`Error::Settings`].
 //!
@@ -112,6 +113,10 @@ pub enum Error {
         /// The origin the service announced for the upload.
         expected: String,
     },
+    /// The machine's policy does not allow it: a file larger than `limits.max_file_size`, or
+    /// a store host not in `allowed_storage_hosts`. Nothing was sent.
+    #[error("{0}")]
+    PolicyRefused(String),
     /// A URL that does not parse.
     #[error("invalid URL {url:?}: {reason}")]
     BadUrl {
@@ -188,6 +193,7 @@ impl Error {
             Self::Network { .. } => "network",
             Self::InsecureUrl { .. } => "insecure_url",
             Self::ForeignKeyHost { .. } => "foreign_key_host",
+            Self::PolicyRefused(_) => "policy_refused",
             Self::BadUrl { .. } => "bad_url",
             Self::NotSignedIn => "not_signed_in",
             Self::SignInExpired { .. } => "sign_in_expired",

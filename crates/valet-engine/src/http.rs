@@ -22,13 +22,36 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The proxy a policy set for every connection; `None`: the system's (`HTTPS_PROXY`).
+static PROXY: std::sync::RwLock<Option<url::Url>> = std::sync::RwLock::new(None);
+
+/// Sends the connections of every HTTP client built from now on through `proxy` (a policy's
+/// `proxy`); `None` returns to the system's proxy settings.
+pub fn set_proxy(proxy: Option<url::Url>) {
+    *PROXY.write().unwrap_or_else(|e| e.into_inner()) = proxy;
+}
+
+/// A client builder with our user agent, no redirects, and the policy's proxy.
+fn builder() -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none());
+    let proxy = PROXY.read().unwrap_or_else(|e| e.into_inner()).clone();
+    match proxy.map(|url| reqwest::Proxy::all(url.as_str())) {
+        Some(Ok(proxy)) => builder.proxy(proxy),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "the policy's proxy is not usable; connecting directly");
+            builder
+        }
+        None => builder,
+    }
+}
+
 /// The client for the valet service. Redirects are not followed (a redirect could carry the
 /// bearer token elsewhere); every request has a total timeout.
 pub(crate) fn service_client() -> reqwest::Client {
     install_tls_provider();
-    reqwest::Client::builder()
-        .user_agent(USER_AGENT)
-        .redirect(reqwest::redirect::Policy::none())
+    builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(120))
         .build()
@@ -40,9 +63,7 @@ pub(crate) fn service_client() -> reqwest::Client {
 /// only allows the URL the service signed.
 pub(crate) fn store_client() -> reqwest::Client {
     install_tls_provider();
-    reqwest::Client::builder()
-        .user_agent(USER_AGENT)
-        .redirect(reqwest::redirect::Policy::none())
+    builder()
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(Duration::from_secs(60))
         .build()

@@ -32,7 +32,7 @@ pub mod watch;
 
 pub use error::{Error, Result};
 pub use events::{Event, Events};
-pub use http::{MAX_REPLY_BYTES, RetryPolicy, install_tls_provider};
+pub use http::{MAX_REPLY_BYTES, RetryPolicy, install_tls_provider, set_proxy};
 pub use journal::{EntryState, JOURNAL_FILE, Journal, JournalEntry, NewEntry};
 pub use session::{
     KEYRING_SERVICE, KeyLease, MemoryKeyring, OsKeyring, SecretStore, Session, StoreTarget,

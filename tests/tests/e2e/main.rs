@@ -18,6 +18,9 @@ mod no_keyring;
 /// Every store. A store that takes few parts gets larger parts than asked for; `valet` says so,
 /// follows the service's layout, and the assembled object is the file.
 mod part_size_fits_the_store;
+/// The machine's policy: locked options refused, the largest file and the storage hosts
+/// enforced before a byte is sent, `valet policy check` naming the field.
+mod policy_rules;
 /// Every store. SIGKILL in the middle of a 210 MiB upload; `valet put` again and `valet resume`
 /// finish it.
 mod resume_after_kill;

@@ -19,6 +19,7 @@
 mod hosts;
 mod live;
 mod model;
+mod rules;
 mod source;
 #[cfg(test)]
 mod tests;
@@ -31,6 +32,7 @@ use url::Url;
 pub use hosts::HostAllowList;
 pub use live::{LAST_GOOD_FILE, LivePolicy, PolicyState};
 pub use model::{Limits, Policy, PolicyFolder, Setting, SignInMode, SignInPolicy, SsoPolicy};
+pub use rules::UploadRules;
 pub use source::{POLICY_ENV, PolicySource, system_sources};
 
 use crate::upload::MAX_PARALLEL;
@@ -173,11 +175,14 @@ impl Policy {
         }
         if let Some(proxy) = &self.proxy {
             match Url::parse(proxy) {
-                Ok(url) if matches!(url.scheme(), "http" | "https" | "socks5" | "socks5h") => {}
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
                 Ok(url) => {
                     return fail(
                         "proxy",
-                        format!("scheme {}: use http, https or socks5", url.scheme()),
+                        format!(
+                            "{}: use http://HOST:PORT or https://HOST:PORT",
+                            url.scheme()
+                        ),
                     );
                 }
                 Err(e) => return fail("proxy", format!("not a URL: {e}")),

@@ -35,7 +35,7 @@ pub struct Policy {
     /// is refused before a byte is sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_storage_hosts: Vec<String>,
-    /// Proxy for every connection, e.g. `http://proxy.example.com:3128` (http, https or socks5).
+    /// Proxy for every connection, e.g. `http://proxy.example.com:3128` (http or https).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<String>,
     /// Start the app when the user signs in to the computer.

@@ -270,7 +270,7 @@ fn bad_policies_name_the_file_and_the_field() {
         (
             r#"{ "proxy": "ftp://proxy.example.com" }"#,
             "proxy",
-            "scheme ftp",
+            "ftp: use http",
         ),
         (r#"{ "locked": ["server"] }"#, "locked", "no `server`"),
         (

@@ -53,6 +53,10 @@ pub fn advice(code: &str) -> &'static str {
             "Valet Upload could not write to its data folder (is the disk full?). Free some \
              space, then press Retry."
         }
+        "policy_refused" => {
+            "Your organisation's policy on this computer does not allow this upload. Ask your \
+             administrator if it should."
+        }
         "cancelled" => "You cancelled this upload; nothing was kept. Press Retry to start over.",
         _ => {
             "Press Retry. If it keeps failing, export diagnostics (Help menu) and send them \
@@ -96,6 +100,7 @@ mod tests {
             "store_unavailable",
             "internal",
             "cancelled",
+            "policy_refused",
         ];
         let fallback = advice("something_new");
         for code in codes {

@@ -36,6 +36,7 @@ use crate::error::{Error, Result};
 use crate::events::{Event, Events};
 use crate::http::{self, RetryPolicy};
 use crate::journal::{Journal, JournalEntry, NewEntry};
+use crate::policy::UploadRules;
 use crate::session::{Session, StoreTarget};
 use crate::source::{FileStamp, check_unchanged};
 
@@ -124,6 +125,8 @@ pub struct Engine {
     session: Arc<Session>,
     journal: Journal,
     client: reqwest::Client,
+    /// What the machine's policy allows; replaced when the policy changes.
+    rules: std::sync::RwLock<UploadRules>,
 }
 
 impl Engine {
@@ -133,7 +136,18 @@ impl Engine {
             session: Arc::new(session),
             journal,
             client: http::store_client(),
+            rules: std::sync::RwLock::default(),
         }
+    }
+
+    /// Applies a policy's rules (largest file, storage hosts) to every upload from now on,
+    /// resumed ones included.
+    pub fn set_rules(&self, rules: UploadRules) {
+        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = rules;
+    }
+
+    fn rules(&self) -> UploadRules {
+        self.rules.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The session.
@@ -164,6 +178,7 @@ impl Engine {
             source,
         })?;
         let stamp = FileStamp::read(&path)?;
+        self.rules().check_size(&path, stamp.size)?;
         let found = {
             let (journal, path) = (self.journal.clone(), path.clone());
             let prefix = options.prefix.clone();
@@ -311,6 +326,8 @@ impl Engine {
         events: &Events,
     ) -> Result<UploadReport> {
         check_unchanged(&entry.path, &entry.stamp)?;
+        let rules = self.rules();
+        rules.check_size(&entry.path, entry.stamp.size)?;
         let server = self.session.server().to_string();
         let resumed = entry.upload_id.is_some();
         let mut done = BTreeMap::new();
@@ -414,6 +431,8 @@ impl Engine {
             }
             _ => self.create(&entry, options, events).await?,
         };
+        // Before a single byte goes out: the store must be one the policy allows.
+        rules.check_store(&store.origin)?;
         let (kind, checksums) = {
             let journal = self.journal.clone();
             let id = entry.id;
