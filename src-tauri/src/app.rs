@@ -1,23 +1,28 @@
 //! The app's state: where its data lives, the sign-in, the settings, the transfer list and the
-//! watched folders (both present while signed in). Commands are thin calls into this and the
-//! engine.
+//! watched folders (both present while signed in), and the machine's policy, followed live.
+//! Commands are thin calls into this and the engine.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use valet_engine::policy::{LivePolicy, PolicyState, Setting, SignInMode, UploadRules};
 use valet_engine::transfers::Transfers;
 use valet_engine::{Engine, Journal, RateLimit, SecretStore, SecretString, Session, SignIn};
 
-use crate::dto::{SessionInfo, Settings, UiError, WatchStatus};
-use crate::settings;
+use crate::dto::{PolicyInfo, SessionInfo, Settings, UiError, WatchStatus};
+use crate::{policy, settings};
 
 /// Shared by every command (Tauri managed state).
 pub struct AppState {
     pub data_dir: PathBuf,
     pub log_file: PathBuf,
     keyring: Arc<dyn SecretStore>,
-    settings: Mutex<Settings>,
+    /// The person's own settings as saved, and whether they ever saved any; the settings in
+    /// effect are these under the policy ([`policy::effective`]).
+    user_settings: Mutex<(Settings, bool)>,
+    /// The machine's policy, read again when it changes.
+    policy: LivePolicy,
     /// The bandwidth limit every upload shares; the settings change its rate in place.
     limit: Arc<RateLimit>,
     signed_in: Mutex<Option<Transfers>>,
@@ -38,15 +43,18 @@ impl AppState {
         log_file: PathBuf,
         keyring: Arc<dyn SecretStore>,
     ) -> (Self, Option<UiError>) {
+        let saved = data_dir.join(settings::SETTINGS_FILE).exists();
         let (settings, problem) = match settings::load(&data_dir) {
             Ok(s) => (s, None),
             Err(e) => (Settings::default(), Some(e)),
         };
+        let policy = LivePolicy::start(valet_engine::policy::system_sources(), data_dir.clone());
         let state = Self {
             data_dir,
             log_file,
             keyring,
-            settings: Mutex::new(settings),
+            user_settings: Mutex::new((settings, saved)),
+            policy,
             limit: Arc::new(RateLimit::new(RateLimit::UNLIMITED)),
             signed_in: Mutex::new(None),
             generation: AtomicU64::new(0),
@@ -54,6 +62,7 @@ impl AppState {
             #[cfg(desktop)]
             watches: crate::watching::Watches::default(),
         };
+        state.apply_proxy();
         let restored = match Session::saved(&state.data_dir, state.keyring.clone()) {
             Ok(session) => state.start(session).err(),
             Err(valet_engine::Error::NotSignedIn) => None,
@@ -88,7 +97,62 @@ impl AppState {
             user: sign_in.map(|s| s.user),
             suggested_server: std::env::var("VALET_SERVER").ok().filter(|s| !s.is_empty()),
             problem: lock(&self.problem).clone(),
+            policy: self.policy_info(),
         }
+    }
+
+    /// The policy in force now.
+    pub fn policy_state(&self) -> PolicyState {
+        self.policy.state()
+    }
+
+    /// The policy as the UI shows it.
+    pub fn policy_info(&self) -> PolicyInfo {
+        policy::info(&self.policy_state())
+    }
+
+    /// Changes as the policy is read again.
+    pub fn policy_changes(&self) -> tokio::sync::watch::Receiver<PolicyState> {
+        self.policy.subscribe()
+    }
+
+    /// Applies the policy in force now, without a restart: the proxy (for connections made
+    /// from now on), the engine's rules, the settings in effect (parallel parts, the shared
+    /// bandwidth limit) and the watched folders, and asks for enrollment when the policy wants
+    /// this computer signed in by the organisation.
+    pub fn apply_policy(&self) {
+        let state = self.policy_state();
+        match (&state.error, &state.origin) {
+            (Some(e), Some(_)) => {
+                tracing::warn!(error = %e, "policy broken; the last good one stays in force")
+            }
+            (Some(e), None) => tracing::warn!(error = %e, "policy broken; none is in force"),
+            (None, Some(origin)) => tracing::info!(%origin, "policy in force"),
+            (None, None) => tracing::info!("no policy"),
+        }
+        self.apply_proxy();
+        self.apply_settings();
+        if self.transfers_if_signed_in().is_none() {
+            self.enroll_if_managed(&state);
+        }
+    }
+
+    /// The hook for enrollment (`sign_in.mode = "enrollment"`): the device signing itself in
+    /// with the organisation's secret. The engine does not offer it yet; when it does, this
+    /// calls it and starts the transfer list with the session it returns, as `sign_in` does.
+    fn enroll_if_managed(&self, state: &PolicyState) {
+        let Some(p) = state.policy.as_deref() else {
+            return;
+        };
+        if p.sign_in.mode == SignInMode::Enrollment {
+            tracing::info!("this computer waits to be enrolled by its organisation");
+        }
+    }
+
+    fn apply_proxy(&self) {
+        let state = self.policy_state();
+        let proxy = state.policy.as_deref().and_then(|p| p.proxy.as_deref());
+        valet_engine::set_proxy(proxy.and_then(|p| p.parse().ok()));
     }
 
     /// Signs in with a password; the refresh token goes to the OS keyring.
@@ -98,6 +162,19 @@ impl AppState {
         user: &str,
         password: SecretString,
     ) -> Result<SessionInfo, UiError> {
+        let state = self.policy_state();
+        if let Some(theirs) = state.policy.as_deref().and_then(|p| p.server.as_deref())
+            && state.is_locked(Setting::Server)
+            && theirs.trim_end_matches('/') != server.trim().trim_end_matches('/')
+        {
+            return Err(UiError::new(
+                "locked",
+                format!(
+                    "this computer signs in to {theirs} only (`server` is locked by the policy {})",
+                    state.origin.as_deref().unwrap_or("in force")
+                ),
+            ));
+        }
         if user.trim().is_empty() {
             return Err(UiError::new("invalid", "Enter your account name."));
         }
@@ -117,6 +194,7 @@ impl AppState {
     /// Pauses every upload (they resume after the next sign-in), revokes the sign-in on the
     /// service and forgets it here.
     pub async fn sign_out(&self) -> Result<(), UiError> {
+        policy::refuse_if_locked(&self.policy_state(), Setting::SignOut)?;
         self.stop_watching();
         if let Some(transfers) = lock(&self.signed_in).take() {
             transfers.pause_all();
@@ -142,16 +220,25 @@ impl AppState {
         *lock(&self.problem) = Some(problem);
     }
 
+    /// The settings in effect: the person's under the policy.
     pub fn settings(&self) -> Settings {
-        lock(&self.settings).clone()
+        let (user, saved) = lock(&self.user_settings).clone();
+        policy::effective(&user, saved, self.policy_state().policy.as_deref())
     }
 
-    /// Checks, saves and applies new settings: the bandwidth limit at once, and watched
-    /// folders started, stopped or restarted as they changed. A folder newly added must exist
-    /// (a typing slip is caught here); one already in the list may be missing for a while.
+    /// Checks, saves and applies new settings (the settings in effect, as the settings screen
+    /// shows them): the bandwidth limit at once, and watched folders started, stopped or
+    /// restarted as they changed. A locked setting asked to change is refused (`locked`). A
+    /// folder newly added must exist (a typing slip is caught here); one already in the list
+    /// may be missing for a while.
     pub fn set_settings(&self, new: Settings) -> Result<Settings, UiError> {
-        let new = settings::tidy(new);
-        let before = self.settings();
+        let before = lock(&self.user_settings).0.clone();
+        let new = policy::user_part(
+            settings::tidy(new),
+            &self.settings(),
+            &before,
+            &self.policy_state(),
+        )?;
         for folder in &new.watched_folders {
             let added = !before.watched_folders.iter().any(|f| f.path == folder.path);
             if added && !std::path::Path::new(&folder.path).is_dir() {
@@ -162,15 +249,52 @@ impl AppState {
             }
         }
         settings::save(&self.data_dir, &new)?;
+        *lock(&self.user_settings) = (new, true);
+        self.apply_settings();
+        Ok(self.settings())
+    }
+
+    /// Puts the settings in effect and the policy's rules to work on the transfer list and
+    /// the watches.
+    fn apply_settings(&self) {
+        let effective = self.settings();
         let signed_in = lock(&self.signed_in).clone();
         if let Some(transfers) = &signed_in {
-            transfers.set_options(settings::transfer_options(&new, &self.limit));
+            transfers.set_options(settings::transfer_options(&effective, &self.limit));
+            let state = self.policy_state();
+            transfers
+                .engine()
+                .set_rules(UploadRules::from_policy(state.policy.as_deref()));
         }
-        *lock(&self.settings) = new.clone();
         #[cfg(desktop)]
-        self.watches
-            .apply(&new.watched_folders, signed_in.as_ref(), &self.data_dir);
-        Ok(new)
+        self.watches.apply(
+            &self.watched(&effective),
+            signed_in.as_ref(),
+            &self.data_dir,
+        );
+    }
+
+    /// Every folder to watch: the policy's (always on), then the person's own.
+    #[cfg(desktop)]
+    fn watched(&self, effective: &Settings) -> Vec<crate::watching::Watched> {
+        use crate::watching::Watched;
+        let state = self.policy_state();
+        let mut all: Vec<Watched> = policy::managed_folders(state.policy.as_deref())
+            .into_iter()
+            .map(|(folder, hidden)| Watched { folder, hidden })
+            .collect();
+        for mine in &effective.watched_folders {
+            // A folder of the person's inside one of the policy's (saved before the policy
+            // came) would send files twice: the policy's wins.
+            let path = std::path::Path::new(&mine.path);
+            if !all.iter().any(|w| {
+                path.starts_with(&w.folder.path)
+                    || std::path::Path::new(&w.folder.path).starts_with(path)
+            }) {
+                all.push(Watched::own(mine.clone()));
+            }
+        }
+        all
     }
 
     /// The watched folders' states.
@@ -199,7 +323,11 @@ impl AppState {
     fn start(&self, session: Session) -> Result<(), UiError> {
         let journal = Journal::open_in(&self.data_dir)?;
         let options = settings::transfer_options(&self.settings(), &self.limit);
-        let transfers = Transfers::new(Engine::new(session, journal), options);
+        let engine = Engine::new(session, journal);
+        engine.set_rules(UploadRules::from_policy(
+            self.policy_state().policy.as_deref(),
+        ));
+        let transfers = Transfers::new(engine, options);
         let restoring = transfers.clone();
         tauri::async_runtime::spawn(async move {
             match restoring.restore().await {
@@ -212,7 +340,7 @@ impl AppState {
         self.stop_watching();
         #[cfg(desktop)]
         self.watches.apply(
-            &self.settings().watched_folders,
+            &self.watched(&self.settings()),
             Some(&transfers),
             &self.data_dir,
         );

@@ -8,7 +8,7 @@ use valet_engine::SecretString;
 
 use crate::app::AppState;
 use crate::dto::{
-    AddResult, AppInfo, SessionInfo, Settings, TransfersChanged, UiError, WatchStatus,
+    AddResult, AppInfo, PolicyInfo, SessionInfo, Settings, TransfersChanged, UiError, WatchStatus,
 };
 use crate::{diagnostics, logging, platform};
 
@@ -163,6 +163,14 @@ pub fn set_settings(
         platform::set_start_at_login(&app, saved.start_at_login)?;
     }
     Ok(saved)
+}
+
+/// The machine's policy: what it locks, its folders, a problem with it (afterwards the
+/// `PolicyChanged` event says when that changes).
+#[tauri::command]
+#[specta::specta]
+pub fn policy_info(state: State<'_, AppState>) -> PolicyInfo {
+    state.policy_info()
 }
 
 /// Opens the system's folder picker to choose a folder to watch; its path, or `None` when the

@@ -41,6 +41,8 @@ pub struct SessionInfo {
     pub suggested_server: Option<String>,
     /// Why the last sign-in no longer works, when it does not.
     pub problem: Option<String>,
+    /// What the machine's policy says about signing in and out.
+    pub policy: PolicyInfo,
 }
 
 /// Where a file is on its way.
@@ -326,3 +328,44 @@ pub struct AppInfo {
 /// The sign-in changed behind the UI's back (the saved one was revoked or expired).
 #[derive(Debug, Clone, Serialize, Type, tauri_specta::Event)]
 pub struct SessionChanged(pub SessionInfo);
+
+/// The machine's policy as the UI shows it (`docs/POLICY.md`).
+#[derive(Debug, Clone, Serialize, Type, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyInfo {
+    /// Where the policy in force came from; `None`: no policy.
+    pub origin: Option<String>,
+    /// The file name of `origin`, for "Set by your organisation (policy.json)".
+    pub file_name: Option<String>,
+    /// The locked settings: `server`, `parallel_parts`, `bandwidth`, `notifications`,
+    /// `autostart`, `watched_folders`, `sign_out`.
+    pub locked: Vec<String>,
+    /// The service the policy names.
+    pub server: Option<String>,
+    pub server_locked: bool,
+    /// `false`: the sign-in screen is not shown; the organisation signs this computer in.
+    pub sign_in_screen: bool,
+    pub sign_out_locked: bool,
+    /// The policy's watched folders: always watched, not the person's to change.
+    pub folders: Vec<WatchedFolder>,
+    /// The policy as it is now cannot be used.
+    pub problem: Option<PolicyProblem>,
+}
+
+/// Why the policy as it is now is not in force.
+#[derive(Debug, Clone, Serialize, Type, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyProblem {
+    /// The policy file (or registry key).
+    pub origin: String,
+    /// The field that is wrong (`limits.parallel_parts`); empty when the whole file is.
+    pub field: String,
+    /// The whole message, file and field included.
+    pub message: String,
+    /// The last good policy is still in force (else none is).
+    pub last_good_in_force: bool,
+}
+
+/// The policy in force changed (read again after its file changed).
+#[derive(Debug, Clone, Serialize, Type, tauri_specta::Event)]
+pub struct PolicyChanged(pub PolicyInfo);

@@ -14,6 +14,7 @@ mod diagnostics;
 mod dto;
 mod logging;
 mod platform;
+mod policy;
 mod pump;
 mod settings;
 #[cfg(desktop)]
@@ -47,6 +48,7 @@ pub fn bindings() -> tauri_specta::Builder<tauri::Wry> {
             clear_finished,
             transfers_since,
             get_settings,
+            policy_info,
             set_settings,
             pick_watch_folder,
             watch_status,
@@ -58,7 +60,8 @@ pub fn bindings() -> tauri_specta::Builder<tauri::Wry> {
         .events(tauri_specta::collect_events![
             dto::TransfersChanged,
             dto::SessionChanged,
-            dto::WatchStatusChanged
+            dto::WatchStatusChanged,
+            dto::PolicyChanged
         ])
         // Sizes and ids stay far below 2^53, where a JavaScript number is exact.
         .dangerously_cast_bigints_to_number()
@@ -102,6 +105,7 @@ pub fn run() {
             }
             app.manage(state);
             platform::setup(app)?;
+            follow_policy(app.handle().clone());
             let cwd = std::env::current_dir().unwrap_or_default();
             add_from_args(app.handle(), std::env::args().collect(), cwd);
             check_sign_in(app.handle().clone());
@@ -146,6 +150,37 @@ pub(crate) fn add_from_args<R: Runtime>(
             }
         }
     });
+}
+
+/// Applies the machine's policy at start and again at every change of it, and tells the UI.
+fn follow_policy<R: Runtime>(app: tauri::AppHandle<R>) {
+    tauri::async_runtime::spawn(async move {
+        let state = app.state::<AppState>();
+        let mut changes = state.policy_changes();
+        changes.mark_unchanged();
+        apply_autostart(&app, &state);
+        while changes.changed().await.is_ok() {
+            state.apply_policy();
+            apply_autostart(&app, &state);
+            let told = dto::PolicyChanged(state.policy_info())
+                .emit(&app)
+                .and_then(|()| dto::SessionChanged(state.session_info()).emit(&app));
+            if let Err(e) = told {
+                tracing::debug!(error = %e, "the UI is not listening");
+            }
+        }
+    });
+}
+
+/// Start at login as the policy sets it, when it does.
+fn apply_autostart<R: Runtime>(app: &tauri::AppHandle<R>, state: &AppState) {
+    let sets = state
+        .policy_state()
+        .policy
+        .is_some_and(|p| p.autostart.is_some());
+    if sets && let Err(e) = platform::set_start_at_login(app, state.settings().start_at_login) {
+        tracing::warn!(code = %e.code, "{}", e.message);
+    }
 }
 
 /// Asks the service who we are with the saved sign-in. A revoked or expired sign-in sends the

@@ -1,5 +1,6 @@
 //! Watched folders (desktop only): one engine [`FolderWatch`] per enabled folder of the
-//! settings, run over the transfer list. Each complete file the watch hands out becomes a row
+//! settings and per folder of the machine's policy (always on), run over the transfer list.
+//! Each complete file the watch hands out becomes a row
 //! ([`Transfers::add_ready`]), shown and controlled like a dropped file, and the row's result
 //! goes back to the watch, which records a verified file in `watch.sqlite` so it is sent once,
 //! across restarts too. The watches run on the app's runtime, not in the window: they go on
@@ -37,8 +38,26 @@ pub struct Watches {
     running: Mutex<HashMap<String, Running>>,
 }
 
+/// One folder to watch: the person's or the policy's (which may also send hidden files).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Watched {
+    pub folder: WatchedFolder,
+    /// Also send dotfiles and files in dot-folders (a policy's `hidden`).
+    pub hidden: bool,
+}
+
+impl Watched {
+    /// The person's folder (hidden files are never sent).
+    pub fn own(folder: WatchedFolder) -> Self {
+        Self {
+            folder,
+            hidden: false,
+        }
+    }
+}
+
 struct Running {
-    config: WatchedFolder,
+    config: Watched,
     _stop: oneshot::Sender<()>,
 }
 
@@ -46,13 +65,15 @@ impl Watches {
     /// Runs exactly the enabled folders of `folders` over `transfers` (none when signed out):
     /// new ones start, removed or paused ones stop, and ones whose settings changed start
     /// again with the new settings (what was sent stays recorded, so nothing is sent again).
-    pub fn apply(&self, folders: &[WatchedFolder], transfers: Option<&Transfers>, data_dir: &Path) {
+    pub fn apply(&self, folders: &[Watched], transfers: Option<&Transfers>, data_dir: &Path) {
         let mut running = lock(&self.running);
         running.retain(|_, r| {
-            transfers.is_some() && folders.iter().any(|f| f.enabled && *f == r.config)
+            transfers.is_some() && folders.iter().any(|f| f.folder.enabled && *f == r.config)
         });
-        self.board.keep_only(folders);
-        for folder in folders {
+        let paths: Vec<&str> = folders.iter().map(|f| f.folder.path.as_str()).collect();
+        self.board.keep_only(&paths);
+        for watched in folders {
+            let folder = &watched.folder;
             if !folder.enabled {
                 self.board.set(&folder.path, WatchState::Paused, None);
                 continue;
@@ -66,7 +87,7 @@ impl Watches {
             let (stop, stopped) = oneshot::channel();
             self.board.restart(&folder.path);
             tauri::async_runtime::spawn(run(
-                folder.clone(),
+                watched.clone(),
                 data_dir.to_path_buf(),
                 transfers.clone(),
                 self.board.clone(),
@@ -75,7 +96,7 @@ impl Watches {
             running.insert(
                 folder.path.clone(),
                 Running {
-                    config: folder.clone(),
+                    config: watched.clone(),
                     _stop: stop,
                 },
             );
@@ -102,13 +123,13 @@ impl Watches {
 /// One folder's watch until it is stopped: started again and again while the folder cannot be
 /// watched (missing at start), and its files handed to the transfer list.
 async fn run(
-    config: WatchedFolder,
+    config: Watched,
     data_dir: PathBuf,
     transfers: Transfers,
     board: Arc<Board>,
     mut stopped: oneshot::Receiver<()>,
 ) {
-    let path = config.path.clone();
+    let path = config.folder.path.clone();
     loop {
         let started = options(&config, &data_dir, &transfers)
             .and_then(|options| FolderWatch::start(options).map_err(UiError::from));
@@ -152,10 +173,11 @@ async fn run(
 
 /// The engine's options for one watched folder.
 fn options(
-    config: &WatchedFolder,
+    watched: &Watched,
     data_dir: &Path,
     transfers: &Transfers,
 ) -> Result<WatchOptions, UiError> {
+    let config = &watched.folder;
     let to = Some(config.to.clone()).filter(|to| !to.is_empty());
     let folder = Folder {
         path: PathBuf::from(&config.path),
@@ -169,6 +191,7 @@ fn options(
     );
     options.include = config.include.clone();
     options.exclude = config.exclude.clone();
+    options.hidden = watched.hidden;
     options.after_upload = settings::after_upload(config)?;
     // Verified uploads the watch did not get to record (the app stopped in between) count as
     // sent: the upload journal is the one the transfer list writes.
@@ -223,10 +246,10 @@ impl Board {
         }
     }
 
-    fn keep_only(&self, folders: &[WatchedFolder]) {
+    fn keep_only(&self, paths: &[&str]) {
         let mut statuses = lock(&self.statuses);
         let before = statuses.len();
-        statuses.retain(|path, _| folders.iter().any(|f| f.path == *path));
+        statuses.retain(|path, _| paths.contains(&path.as_str()));
         if statuses.len() != before {
             self.version.fetch_add(1, Ordering::AcqRel);
         }

@@ -28,6 +28,11 @@ export const commands = {
 	 */
 	transfersSince: (version: number) => typedError<TransfersChanged, UiError>(__TAURI_INVOKE("transfers_since", { version })),
 	getSettings: () => __TAURI_INVOKE<Settings>("get_settings"),
+	/**
+	 *  The machine's policy: what it locks, its folders, a problem with it (afterwards the
+	 *  `PolicyChanged` event says when that changes).
+	 */
+	policyInfo: () => __TAURI_INVOKE<PolicyInfo>("policy_info"),
 	setSettings: (settings: Settings) => typedError<Settings, UiError>(__TAURI_INVOKE("set_settings", { settings })),
 	/**
 	 *  Opens the system's folder picker to choose a folder to watch; its path, or `None` when the
@@ -55,6 +60,7 @@ export const commands = {
 
 /** Events */
 export const events = {
+	policyChanged: makeEvent<PolicyChanged, PolicyChanged>("policy-changed"),
 	sessionChanged: makeEvent<SessionChanged, SessionChanged>("session-changed"),
 	transfersChanged: makeEvent<TransfersChanged, TransfersChanged>("transfers-changed"),
 	watchStatusChanged: makeEvent<WatchStatusChanged, WatchStatusChanged>("watch-status-changed"),
@@ -84,6 +90,44 @@ export type AppInfo = {
 	logFile: string,
 };
 
+/**  The policy in force changed (read again after its file changed). */
+export type PolicyChanged = PolicyInfo;
+
+/**  The machine's policy as the UI shows it (`docs/POLICY.md`). */
+export type PolicyInfo = {
+	/**  Where the policy in force came from; `None`: no policy. */
+	origin: string | null,
+	/**  The file name of `origin`, for "Set by your organisation (policy.json)". */
+	fileName: string | null,
+	/**
+	 *  The locked settings: `server`, `parallel_parts`, `bandwidth`, `notifications`,
+	 *  `autostart`, `watched_folders`, `sign_out`.
+	 */
+	locked: string[],
+	/**  The service the policy names. */
+	server: string | null,
+	serverLocked: boolean,
+	/**  `false`: the sign-in screen is not shown; the organisation signs this computer in. */
+	signInScreen: boolean,
+	signOutLocked: boolean,
+	/**  The policy's watched folders: always watched, not the person's to change. */
+	folders: WatchedFolder[],
+	/**  The policy as it is now cannot be used. */
+	problem: PolicyProblem | null,
+};
+
+/**  Why the policy as it is now is not in force. */
+export type PolicyProblem = {
+	/**  The policy file (or registry key). */
+	origin: string,
+	/**  The field that is wrong (`limits.parallel_parts`); empty when the whole file is. */
+	field: string,
+	/**  The whole message, file and field included. */
+	message: string,
+	/**  The last good policy is still in force (else none is). */
+	lastGoodInForce: boolean,
+};
+
 /**  Why a file failed and what to do. */
 export type Problem = {
 	code: string,
@@ -104,6 +148,8 @@ export type SessionInfo = {
 	suggestedServer: string | null,
 	/**  Why the last sign-in no longer works, when it does not. */
 	problem: string | null,
+	/**  What the machine's policy says about signing in and out. */
+	policy: PolicyInfo,
 };
 
 /**  The settings a person can change. */
