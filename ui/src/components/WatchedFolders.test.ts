@@ -54,4 +54,25 @@ describe("WatchedFolders", () => {
     expect(body).toMatch(/<p class="watch-status problem"[^>]*data-state="unavailable"[^>]*role="alert"/);
     expect(body).toContain("the folder is gone (deleted, renamed or unmounted)");
   });
+
+  test("the policy's folders are shown locked; locked own folders cannot be added or changed", () => {
+    const managed = [newFolder("/srv/scans")];
+    const props = { folders: [toDraft(newFolder("/home/me/Inbox"))], statuses: [], managed,
+      managedNote: "Set by your organisation (policy.json)", onPick: async () => null };
+    const open = render(WatchedFolders, { props }).body;
+    expect(open).toContain('data-path="/srv/scans" data-managed="true"');
+    expect(open).toContain("Set by your organisation (policy.json): always watched");
+    expect(open).toContain('<span class="sr-only">(locked)</span>');
+    expect(open).toContain('id="watch-0-remove"');
+    expect(open).toContain('id="watch-path"');
+    expect(open).not.toContain("No folder is watched.");
+    checkLabels(open);
+
+    const locked = render(WatchedFolders, {
+      props: { ...props, lockedNote: "Set by your organisation (policy.json)" },
+    }).body;
+    expect(locked).toContain('id="watched-locked"');
+    expect(locked).not.toContain('id="watch-path"');
+    expect(locked).toMatch(/<fieldset class="watched-folder" data-path="\/home\/me\/Inbox" disabled/);
+  });
 });
