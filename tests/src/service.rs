@@ -25,6 +25,8 @@ pub struct ServiceOptions {
     pub verify: String,
     /// `store.max_parts`: fewer parts per upload than the store allows.
     pub max_parts: Option<u32>,
+    /// More of the config file, appended as written (`[[enrollment]]` entries, say).
+    pub extra_config: String,
 }
 
 impl Default for ServiceOptions {
@@ -36,6 +38,7 @@ impl Default for ServiceOptions {
             log: "info".into(),
             verify: "checksum".into(),
             max_parts: None,
+            extra_config: String::new(),
         }
     }
 }
@@ -77,11 +80,13 @@ ttl = "{key_ttl}"
 abandon_after = "{abandon_after}"
 sweep_every = "{sweep_every}"
 
-{store_section}"#,
+{store_section}
+{extra}"#,
                 data = dir.path().display(),
                 key_ttl = options.key_ttl,
                 abandon_after = options.abandon_after,
                 sweep_every = options.sweep_every,
+                extra = options.extra_config,
             ),
         )
         .unwrap();
@@ -186,7 +191,8 @@ sweep_every = "{sweep_every}"
         let _ = self.child.wait();
     }
 
-    fn admin(&self, args: &[&str]) -> Command {
+    /// `valet-service ARGS --config …`, the administrator's commands, stdout and stderr piped.
+    pub fn admin(&self, args: &[&str]) -> Command {
         let mut command = Command::new(workspace_bin("valet-service"));
         command.args(args).arg("--config").arg(&self.config);
         command

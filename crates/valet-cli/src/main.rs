@@ -56,6 +56,13 @@ enum Command {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Enroll this computer with the organisation's enrollment secret from the machine's
+    /// policy (sign_in.mode = "enrollment"): it gets an account of its own, kept like a sign-in.
+    Enroll {
+        /// The name the service records [default: this computer's host name]
+        #[arg(long, value_name = "NAME")]
+        device_name: Option<String>,
+    },
     /// Sign out: revoke the sign-in on the service and forget it here.
     Logout,
     /// Upload files; an unfinished upload of the same unchanged file is resumed.
@@ -193,6 +200,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             logout(&data_dir).await
         }
         Command::Policy(command) => policy::command(command, &policy).await,
+        Command::Enroll { device_name } => policy::enroll(&policy, &data_dir, device_name).await,
         Command::Status { json } => status(&data_dir, json),
         Command::Put {
             paths,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 use valet_engine::policy::{self, Format, LivePolicy, Policy, PolicyState, Setting, UploadRules};
-use valet_engine::{Engine, RateLimit};
+use valet_engine::{Engine, OsKeyring, RateLimit, SecretString, Session};
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
@@ -82,6 +82,38 @@ pub fn bandwidth(
 /// Puts the policy's rules (largest file, storage hosts) on `engine`.
 pub fn apply(state: &PolicyState, engine: &Engine) {
     engine.set_rules(UploadRules::from_policy(state.policy.as_deref()));
+}
+
+/// `valet enroll`: the policy's server and enrollment secret, this computer's name.
+pub async fn enroll(
+    state: &PolicyState,
+    data_dir: &Path,
+    device_name: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let Some(policy) = &state.policy else {
+        anyhow::bail!("no policy on this machine: enrollment needs one (see docs/POLICY.md)");
+    };
+    let (Some(server), Some(secret)) = (&policy.server, &policy.sign_in.enrollment_secret) else {
+        anyhow::bail!(
+            "the policy {} has no server or sign_in.enrollment_secret to enroll with",
+            state.origin.as_deref().unwrap_or("in force")
+        );
+    };
+    let name = device_name.unwrap_or_else(policy::device_name);
+    let session = Session::enroll(
+        server,
+        SecretString::from(secret.clone()),
+        &name,
+        Arc::new(OsKeyring),
+        data_dir,
+    )
+    .await?;
+    eprintln!(
+        "enrolled {name} as {} at {}",
+        session.user().unwrap_or_default(),
+        valet_engine::urls::redact(session.server())
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `valet policy show|check`.

@@ -21,6 +21,14 @@ pub enum TokenRequest {
         /// The refresh token from the last [`TokenResponse`].
         refresh_token: String,
     },
+    /// Enroll a managed device with its organisation's enrollment secret (from the machine's
+    /// policy). The device gets its own account and a sign-in an administrator can revoke.
+    Enrollment {
+        /// The organisation's enrollment secret.
+        enrollment_secret: String,
+        /// The device's name (its host name), shown to administrators.
+        device_name: String,
+    },
 }
 
 // Secrets never reach a log through Debug.
@@ -35,6 +43,11 @@ impl std::fmt::Debug for TokenRequest {
             Self::RefreshToken { .. } => f
                 .debug_struct("RefreshToken")
                 .field("refresh_token", &"<redacted>")
+                .finish(),
+            Self::Enrollment { device_name, .. } => f
+                .debug_struct("Enrollment")
+                .field("enrollment_secret", &"<redacted>")
+                .field("device_name", device_name)
                 .finish(),
         }
     }

@@ -35,6 +35,12 @@ pub enum Event {
     UploadAborted,
     /// An idle upload was aborted by the sweeper.
     UploadAbandoned,
+    /// A managed device enrolled with an enrollment secret.
+    DeviceEnrolled,
+    /// An enrollment with an unknown secret was refused.
+    DeviceEnrollmentFailed,
+    /// An administrator revoked a device.
+    DeviceRevoked,
 }
 
 impl Event {
@@ -52,6 +58,9 @@ impl Event {
             Self::UploadVerificationFailed => "upload_verification_failed",
             Self::UploadAborted => "upload_aborted",
             Self::UploadAbandoned => "upload_abandoned",
+            Self::DeviceEnrolled => "device_enrolled",
+            Self::DeviceEnrollmentFailed => "device_enrollment_failed",
+            Self::DeviceRevoked => "device_revoked",
         }
     }
 }

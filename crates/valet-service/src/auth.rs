@@ -23,6 +23,7 @@ use time::OffsetDateTime;
 use valet_protocol::{ErrorCode, TokenResponse};
 
 use crate::api::{AppState, Failure};
+use crate::db::devices;
 use crate::db::tokens::{self, NewToken, TokenKind};
 use crate::db::{self, Db, millis_after};
 use crate::{Error, names};
@@ -128,6 +129,30 @@ pub async fn add_user(
     let hash = hash_password(password.to_owned()).await?;
     db::insert_user(db, name, &hash, now).await
 }
+
+/// The account of a device enrolling under `enrollment` as `device_name`:
+/// `ENROLLMENT-HOSTNAME`, the host name lower-cased with anything but a-z 0-9 - _ . made `-`.
+/// `None` when nothing of the name is left.
+pub fn device_account(enrollment: &str, device_name: &str) -> Option<String> {
+    let host: String = device_name
+        .trim()
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let host = host.trim_matches(['-', '.']);
+    let name: String = format!("{enrollment}-{host}").chars().take(64).collect();
+    (!host.is_empty() && names::is_valid_user_name(&name)).then_some(name)
+}
+
+/// A password hash no password matches: device accounts sign in only by enrollment.
+pub const NO_PASSWORD: &str = "!";
 
 /// Issues an API token for `user`; returns (id, token). The token is shown once.
 pub async fn issue_api_token(
@@ -243,10 +268,16 @@ pub(crate) async fn check_token(
         .filter(|t| kinds.contains(&t.kind))
         .ok_or_else(unknown)?;
     if stored.revoked_at.is_some() {
-        return Err(Failure::new(
-            ErrorCode::TokenRevoked,
-            "token revoked; sign in again",
-        ));
+        let device_revoked = match &stored.family {
+            Some(family) => devices::is_revoked(db, family).await?,
+            None => false,
+        };
+        let message = if device_revoked {
+            "this device was revoked by an administrator; it can no longer upload"
+        } else {
+            "token revoked; sign in again"
+        };
+        return Err(Failure::new(ErrorCode::TokenRevoked, message));
     }
     if stored.expires_at.is_some_and(|e| e <= now) {
         return Err(Failure::new(ErrorCode::TokenExpired, "token expired"));
@@ -324,6 +355,26 @@ mod tests {
             token_hash("vat_x"),
             "118fff43f73040aebe085c93be99510fad613603e54b12148fca557881c83f3b"
         );
+    }
+
+    #[test]
+    fn device_accounts_are_valid_user_names() {
+        assert_eq!(
+            device_account("laptops", "Scan Station 7").as_deref(),
+            Some("laptops-scan-station-7")
+        );
+        assert_eq!(
+            device_account("lab", "WS-042.corp.example").as_deref(),
+            Some("lab-ws-042.corp.example")
+        );
+        assert_eq!(
+            device_account("lab", " ..// "),
+            None,
+            "nothing of the name left"
+        );
+        let long = device_account("lab", &"x".repeat(200)).unwrap();
+        assert_eq!(long.len(), 64);
+        assert!(names::is_valid_user_name(&long));
     }
 
     #[tokio::test]

@@ -55,6 +55,21 @@ pub struct Config {
     /// Which users' uploads go to which named store; everyone else's go to `[store]`.
     #[serde(default)]
     pub routing: Routing,
+    /// Enrollment secrets for managed devices (`[[enrollment]]`): a device presenting one gets
+    /// its own account, `NAME-HOSTNAME`, and a sign-in `valet-service device revoke` ends.
+    #[serde(default)]
+    pub enrollment: Vec<Enrollment>,
+}
+
+/// `[[enrollment]]`: one organisation's (or group's) enrollment secret.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enrollment {
+    /// Names the group; device accounts are `NAME-HOSTNAME`.
+    pub name: String,
+    /// Hex SHA-256 of the secret (`valet-service enrollment new-secret` makes both); the
+    /// secret itself never sits in the config.
+    pub secret_sha256: String,
 }
 
 /// `[routing]`.
@@ -511,6 +526,24 @@ impl Config {
                 "must list at least one glob (\"*/*\" allows all)",
             );
         }
+        for (i, entry) in self.enrollment.iter().enumerate() {
+            if !crate::names::is_valid_user_name(&entry.name) || entry.name.len() > 32 {
+                return field(
+                    &format!("enrollment[{i}].name"),
+                    "use 1-32 of a-z 0-9 - _ . (it starts device account names)",
+                );
+            }
+            let hex = &entry.secret_sha256;
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return field(
+                    &format!("enrollment[{i}].secret_sha256"),
+                    "must be 64 hex digits (valet-service enrollment new-secret prints it)",
+                );
+            }
+            if self.enrollment[..i].iter().any(|e| e.name == entry.name) {
+                return field(&format!("enrollment[{i}].name"), "used twice");
+            }
+        }
         self.store.validate("store")?;
         for (name, store) in &self.stores {
             if crate::names::sanitize_prefix(name).as_deref() != Some(name.as_str())
@@ -679,6 +712,18 @@ mod tests {
             &format!("{MINIMAL}\nkind = \"gcs\"\nmax_parts = 1025"),
             "store.max_parts",
         );
+        let sha = "ab".repeat(32);
+        let enrollment = |name: &str, sha: &str| {
+            format!("{MINIMAL}\n[[enrollment]]\nname = \"{name}\"\nsecret_sha256 = \"{sha}\"")
+        };
+        assert!(Config::from_toml(&enrollment("laptops", &sha)).is_ok());
+        assert_names(&enrollment("Lap Tops", &sha), "enrollment[0].name");
+        assert_names(&enrollment("laptops", "abc"), "enrollment[0].secret_sha256");
+        let twice = format!(
+            "{}\n[[enrollment]]\nname = \"laptops\"\nsecret_sha256 = \"{sha}\"",
+            enrollment("laptops", &sha)
+        );
+        assert_names(&twice, "enrollment[1].name");
     }
 
     #[test]

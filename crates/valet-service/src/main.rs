@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use time::OffsetDateTime;
 use valet_service::config::Config;
-use valet_service::db::{Db, tokens};
+use valet_service::db::{Db, devices, tokens};
 use valet_service::{audit, auth, dev, ready_line, server};
 
 #[derive(Parser)]
@@ -46,6 +46,12 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Managed devices enrolled with an enrollment secret.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Enrollment secrets for managed devices.
+    #[command(subcommand)]
+    Enrollment(EnrollmentCommand),
     /// Print the audit log.
     Audit {
         /// Only the entries of this upload.
@@ -101,6 +107,37 @@ enum TokenCommand {
         id: String,
         #[command(flatten)]
         place: Place,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// List enrolled devices: id, account, state, enrolled at, name.
+    List {
+        /// One JSON object a line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Revoke a device: every token of its sign-in stops working at once, and its uploads
+    /// stop with a message saying so.
+    Revoke {
+        /// The id shown by `device list`.
+        id: String,
+        #[command(flatten)]
+        place: Place,
+    },
+}
+
+#[derive(Subcommand)]
+enum EnrollmentCommand {
+    /// Make a new enrollment secret: prints the secret (for the policy file's
+    /// `sign_in.enrollment_secret`) on stdout and the `[[enrollment]]` entry for the service's
+    /// config on stderr.
+    NewSecret {
+        /// The entry's name; device accounts are NAME-HOSTNAME.
+        name: String,
     },
 }
 
@@ -235,6 +272,62 @@ async fn run(cli: Cli) -> Result<()> {
                 bail!("no active API token with id {id}");
             }
             eprintln!("revoked {id}");
+            Ok(())
+        }
+        Command::Device(DeviceCommand::List { json, place }) => {
+            let db = place.open().await?;
+            let result = devices::list(&db).await;
+            db.close().await;
+            let mut out = std::io::stdout().lock();
+            for d in result? {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(&d)?)?;
+                } else {
+                    let state = if d.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    writeln!(
+                        out,
+                        "{}\t{}\t{}\t{}\t{}",
+                        d.id,
+                        d.user,
+                        state,
+                        rfc3339(d.enrolled_at),
+                        d.name
+                    )?;
+                }
+            }
+            Ok(())
+        }
+        Command::Device(DeviceCommand::Revoke { id, place }) => {
+            let db = place.open().await?;
+            let now = OffsetDateTime::now_utc();
+            let result = devices::revoke(&db, &id, now).await;
+            if matches!(result, Ok(true)) {
+                let mut entry = audit::Entry::new(audit::Event::DeviceRevoked, now);
+                entry.detail = Some(serde_json::json!({ "device": id }));
+                audit::record_or_warn(&db, &entry).await;
+            }
+            db.close().await;
+            if !result? {
+                bail!("no active device with id {id}");
+            }
+            eprintln!("revoked device {id}");
+            Ok(())
+        }
+        Command::Enrollment(EnrollmentCommand::NewSecret { name }) => {
+            anyhow::ensure!(
+                valet_service::names::is_valid_user_name(&name) && name.len() <= 32,
+                "invalid name {name:?}: use 1-32 of a-z 0-9 - _ ."
+            );
+            let secret = format!("ves_{}", auth::random_text(32));
+            println!("{secret}");
+            eprintln!(
+                "add to the service's config:\n\n[[enrollment]]\nname = \"{name}\"\nsecret_sha256 = \"{}\"\n\nand put the secret in the policy file's sign_in.enrollment_secret",
+                auth::token_hash(&secret)
+            );
             Ok(())
         }
         Command::Audit {

@@ -10,6 +10,9 @@ mod helpers;
 
 /// `valet put`s started at once with one sign-in take turns refreshing; the sign-in survives.
 mod concurrent_sign_in;
+/// A managed device enrolls with the secret from the machine's policy, uploads under its own
+/// account, and stops with a clear message once an administrator revokes it.
+mod device_enrollment;
 /// Every store. Keys living 2 s: a slowed upload outlives many keys and completes; the audit
 /// log shows renewals.
 mod key_renewal;

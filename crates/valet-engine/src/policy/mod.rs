@@ -245,6 +245,14 @@ impl Policy {
     }
 }
 
+/// This computer's name, as an enrolling device reports it to the service.
+pub fn device_name() -> String {
+    gethostname::gethostname()
+        .to_string_lossy()
+        .trim()
+        .to_owned()
+}
+
 impl PolicyFolder {
     /// The folder's path, with `~/` made the user's home folder.
     pub fn resolved_path(&self) -> PathBuf {

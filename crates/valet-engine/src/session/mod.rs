@@ -105,23 +105,60 @@ impl Session {
         keyring: Arc<dyn SecretStore>,
         data_dir: &Path,
     ) -> Result<Self> {
-        let server = urls::parse_server(server)?;
-        let sign_in = SignIn {
-            server: server.to_string(),
-            user: user.to_owned(),
-        };
-        // Fail before the password is sent when there is nowhere to keep the refresh token.
-        let probe = (keyring.clone(), sign_in.keyring_account());
-        blocking(move || probe.0.get(&probe.1).map(drop)).await?;
-        let mut session = Self::new(server, Auth::Anonymous);
         let request = TokenRequest::Password {
             username: user.to_owned(),
             password: password.expose_secret().to_owned(),
         };
+        Self::sign_in(server, user, request, keyring, data_dir).await
+    }
+
+    /// Enrolls this device with its organisation's enrollment secret (from the machine's
+    /// policy): the service makes the device an account of its own and a sign-in an
+    /// administrator can revoke. Kept like a password sign-in: refresh token in `keyring`.
+    pub async fn enroll(
+        server: &str,
+        enrollment_secret: SecretString,
+        device_name: &str,
+        keyring: Arc<dyn SecretStore>,
+        data_dir: &Path,
+    ) -> Result<Self> {
+        let request = TokenRequest::Enrollment {
+            enrollment_secret: enrollment_secret.expose_secret().to_owned(),
+            device_name: device_name.to_owned(),
+        };
+        Self::sign_in(server, "device", request, keyring, data_dir).await
+    }
+
+    /// Trades `request` at the token endpoint for a sign-in kept in `keyring` and `data_dir`.
+    /// `user` names the keyring entry probed before anything is sent; the account the service
+    /// answers with is the one kept.
+    async fn sign_in(
+        server: &str,
+        user: &str,
+        request: TokenRequest,
+        keyring: Arc<dyn SecretStore>,
+        data_dir: &Path,
+    ) -> Result<Self> {
+        let server = urls::parse_server(server)?;
+        let mut sign_in = SignIn {
+            server: server.to_string(),
+            user: user.to_owned(),
+        };
+        // Fail before the secret is sent when there is nowhere to keep the refresh token.
+        let probe = (keyring.clone(), sign_in.keyring_account());
+        blocking(move || probe.0.get(&probe.1).map(drop)).await?;
+        let mut session = Self::new(server, Auth::Anonymous);
         let sent = Instant::now();
         let tokens: TokenResponse = session
             .request(Method::POST, "v1/auth/token", Some(&request), false)
             .await?;
+        if tokens.user.is_empty() {
+            return Err(Error::BadReply {
+                from: "POST /v1/auth/token".into(),
+                what: "no account name in the answer".into(),
+            });
+        }
+        sign_in.user = tokens.user.clone();
         let signed_in = SignedIn {
             sign_in,
             keyring,

@@ -43,6 +43,18 @@ pub async fn token(
             audit::record(state.db(), &entry).await?;
             Ok(Json(response))
         }
+        TokenRequest::Enrollment {
+            enrollment_secret,
+            device_name,
+        } => enroll(
+            &state,
+            client.as_deref(),
+            &enrollment_secret,
+            &device_name,
+            now,
+        )
+        .await
+        .map(Json),
         TokenRequest::RefreshToken { refresh_token } => {
             if !refresh_token.starts_with(REFRESH_PREFIX) {
                 return Err(Failure::new(
@@ -83,6 +95,64 @@ pub async fn token(
             Ok(Json(pair.response))
         }
     }
+}
+
+/// Enrolls a managed device: a known enrollment secret gets the device its own account
+/// (`NAME-HOSTNAME`, made on first enrollment) and a sign-in of its own, recorded as a device
+/// an administrator can list and revoke.
+async fn enroll(
+    state: &AppState,
+    client: Option<&str>,
+    secret: &str,
+    device_name: &str,
+    now: OffsetDateTime,
+) -> Result<TokenResponse, Failure> {
+    let presented = auth::token_hash(secret);
+    let Some(enrollment) = state
+        .config()
+        .enrollment
+        .iter()
+        .find(|e| e.secret_sha256.eq_ignore_ascii_case(&presented))
+    else {
+        let mut entry = Entry::new(Event::DeviceEnrollmentFailed, now);
+        entry.client_addr = client;
+        entry.detail =
+            Some(json!({ "device_name": device_name.chars().take(64).collect::<String>() }));
+        audit::record_or_warn(state.db(), &entry).await;
+        return Err(Failure::new(
+            ErrorCode::InvalidCredentials,
+            "unknown enrollment secret; check the policy file's sign_in.enrollment_secret",
+        ));
+    };
+    let Some(user) = auth::device_account(&enrollment.name, device_name) else {
+        return Err(Failure::new(
+            ErrorCode::BadRequest,
+            "device_name must hold letters or digits",
+        ));
+    };
+    if db::user_password_hash(state.db(), &user).await?.is_none() {
+        db::insert_user(state.db(), &user, auth::NO_PASSWORD, now).await?;
+    }
+    let family = random_id();
+    let response = auth::issue_pair(state, &user, &family, now).await?;
+    db::devices::insert(
+        state.db(),
+        &db::devices::Device {
+            id: family.clone(),
+            user: user.clone(),
+            name: device_name.chars().take(255).collect(),
+            enrollment: enrollment.name.clone(),
+            enrolled_at: now,
+            revoked_at: None,
+        },
+    )
+    .await?;
+    let mut entry = Entry::new(Event::DeviceEnrolled, now);
+    entry.user = Some(&user);
+    entry.client_addr = client;
+    entry.detail = Some(json!({ "device": family, "enrollment": enrollment.name }));
+    audit::record(state.db(), &entry).await?;
+    Ok(response)
 }
 
 /// End a sign-in: the bearer token stops working, and with `refresh_token`, every token of

@@ -3,6 +3,7 @@
 //! Queries are plain `sqlx::query` strings read with `Row::get` (no compile-time macros, so the
 //! build needs no database) and stay portable SQL so PostgreSQL can follow with the same text.
 
+pub mod devices;
 pub mod tokens;
 pub mod uploads;
 
@@ -26,6 +27,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "upload store",
         include_str!("migrations/0003_upload_store.sql"),
     ),
+    (4, "devices", include_str!("migrations/0004_devices.sql")),
 ];
 
 /// A handle on the database (cheap to clone).
