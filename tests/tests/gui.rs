@@ -667,3 +667,173 @@ async fn a_watched_folder_set_up_in_settings_sends_each_file_once_across_restart
     );
     app.quit().await;
 }
+
+/// Writes the policy file as an administrator's tool would: whole, then renamed into place.
+fn write_policy(path: &Path, policy: &str) {
+    let temp = path.with_extension("json.tmp");
+    std::fs::write(&temp, policy).unwrap();
+    std::fs::rename(&temp, path).unwrap();
+}
+
+/// The `value` property of an input.
+async fn value(app: &App, css: &str) -> Option<String> {
+    app.find(css).await.prop("value").await.ok().flatten()
+}
+
+/// A policy (`VALET_POLICY`) names the service, watches a folder and locks settings: the
+/// sign-in screen comes with its server, read-only; Settings shows the locked values and the
+/// policy's folder as locked and refuses changes to them; a file dropped into the policy's
+/// folder is sent and verified; a new bandwidth value in the file shows up locked while
+/// Settings is open, and a broken file shows a banner while the last good policy stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Xvfb, tauri-driver and the app built with its UI: run scripts/test-gui.sh"]
+async fn a_policy_locks_settings_watches_its_folder_and_is_followed_live() {
+    let _one_app = ONE_APP.lock().await;
+    valet_tests::install_tls_provider();
+    let store = SeaweedFs::shared_or_start();
+    let service = Service::start(&store, ServiceOptions::default());
+    service.add_user(USER, PASSWORD);
+    let data = tempfile::tempdir().unwrap();
+    let managed = tempfile::tempdir().unwrap();
+    let managed = std::fs::canonicalize(managed.path()).unwrap();
+    let policy_dir = tempfile::tempdir().unwrap();
+    let policy_file = policy_dir.path().join("policy.json");
+    let policy = |bandwidth: &str| {
+        json!({
+            "server": service.url,
+            "watched_folders": [{ "path": managed, "to": "managed", "settle_seconds": 1 }],
+            "limits": { "bandwidth": bandwidth, "parallel_parts": 6 },
+            "locked": ["server", "bandwidth", "parallel_parts", "watched_folders", "sign_out"]
+        })
+        .to_string()
+    };
+    write_policy(&policy_file, &policy("20 MiB"));
+    let env = [("VALET_POLICY", policy_file.to_str().unwrap())];
+
+    let app = App::start(data.path(), &env).await;
+    app.wait_for("the sign-in screen", Duration::from_secs(20), async |app| {
+        app.exists("#server").await.then_some(())
+    })
+    .await;
+    assert_eq!(
+        value(&app, "#server").await.as_deref(),
+        Some(service.url.as_str()),
+        "the policy's server, with no VALET_SERVER"
+    );
+    let server = app.find("#server").await;
+    assert!(server.attr("readonly").await.unwrap().is_some(), "locked");
+    assert!(
+        app.text("#server-locked")
+            .await
+            .contains("Set by your organisation (policy.json)")
+    );
+    app.sign_in(USER, PASSWORD).await;
+    assert!(!app.exists("#sign-out").await, "sign_out is locked");
+    let refused = app.invoke("sign_out", json!({})).await.unwrap_err();
+    assert_eq!(refused["code"], "locked", "{refused}");
+
+    // Settings: the policy's values, locked, with the file named; its folder listed locked,
+    // and no way to add one of the person's own.
+    app.click("#settings-button").await;
+    app.wait_for(
+        "the settings dialog",
+        Duration::from_secs(10),
+        async |app| {
+            app.exists("dialog[open] #bandwidth-limit")
+                .await
+                .then_some(())
+        },
+    )
+    .await;
+    for (css, shown) in [("#bandwidth-limit", "20"), ("#parallel-parts", "6")] {
+        let input = app.find(css).await;
+        assert_eq!(value(&app, css).await.as_deref(), Some(shown), "{css}");
+        assert!(
+            input.attr("disabled").await.unwrap().is_some(),
+            "{css} disabled"
+        );
+        let label = input.attr("aria-label").await.unwrap().unwrap_or_default();
+        assert!(
+            label.contains("locked"),
+            "{css} is announced locked: {label}"
+        );
+    }
+    assert_eq!(
+        app.text("#bandwidth-limit-locked").await,
+        "Set by your organisation (policy.json)"
+    );
+    let notifications = app.find("#notifications").await;
+    let disabled = notifications.attr("disabled").await.unwrap();
+    assert!(disabled.is_none(), "notifications are not locked");
+    let folder = format!(
+        r#"dialog[open] fieldset[data-managed="true"][data-path="{}"]"#,
+        managed.display()
+    );
+    assert!(app.exists(&folder).await, "the policy's folder is listed");
+    assert!(app.exists("#watched-locked").await && !app.exists("#watch-path").await);
+    let mut settings = app.invoke("get_settings", json!({})).await.unwrap();
+    settings["bandwidthLimitMibS"] = json!(50.0);
+    let refused = app
+        .invoke("set_settings", json!({ "settings": settings }))
+        .await
+        .unwrap_err();
+    assert_eq!(refused["code"], "locked", "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("policy.json"),
+        "{refused}"
+    );
+    app.screenshot(&screenshot("policy-settings.png")).await;
+
+    // A file dropped into the policy's folder is sent, verified, byte for byte.
+    let file = managed.join("scan.pdf");
+    std::fs::write(&file, noise(2 * MIB as usize, 7)).unwrap();
+    app.wait_state("scan.pdf", "verified", Duration::from_secs(60))
+        .await;
+    let row = check_stored(&app, &service, &file).await;
+    assert_eq!(row["objectKey"], format!("users/{USER}/managed/scan.pdf"));
+
+    // The administrator changes the limit: shown, still locked, with Settings open.
+    write_policy(&policy_file, &policy("30 MiB"));
+    app.wait_for(
+        "the new limit shown",
+        Duration::from_secs(20),
+        async |app| (value(app, "#bandwidth-limit").await.as_deref() == Some("30")).then_some(()),
+    )
+    .await;
+    let settings = app.invoke("get_settings", json!({})).await.unwrap();
+    assert_eq!(settings["bandwidthLimitMibS"], 30.0, "{settings}");
+
+    // A broken policy: a banner names the file and field; the last good one stays in force.
+    write_policy(
+        &policy_file,
+        r#"{ "limits": { "parallel_parts": 65 }, "locked": [] }"#,
+    );
+    let banner = app
+        .wait_for(
+            "the policy's problem",
+            Duration::from_secs(20),
+            async |app| app.text_if_any("#policy-problem").await,
+        )
+        .await;
+    assert!(
+        banner.contains("policy.json")
+            && banner.contains("limits.parallel_parts")
+            && banner.contains("last good policy is still in force"),
+        "{banner}"
+    );
+    let settings = app.invoke("get_settings", json!({})).await.unwrap();
+    assert_eq!(
+        settings["bandwidthLimitMibS"], 30.0,
+        "the last good policy: {settings}"
+    );
+    assert!(
+        app.find("#bandwidth-limit")
+            .await
+            .attr("disabled")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    app.screenshot(&screenshot("policy-broken.png")).await;
+    app.quit().await;
+}
