@@ -4,8 +4,9 @@
 //! mid-upload, shows a clear error when the service is gone, exports diagnostics, and reads
 //! every verified object back from the store. A second test watches a folder set up in the
 //! Settings dialog: a file written slowly is sent once, complete, a folder that vanishes shows
-//! why on its entry and recovers, and a restart sends nothing again. Screenshots go to
-//! docs/screenshots/.
+//! why on its entry and recovers, and a restart sends nothing again. A third follows a policy
+//! (`VALET_POLICY`): locked settings shown locked and refused, its folder watched, and the file
+//! changed and broken while the app runs. Screenshots go to docs/screenshots/.
 //!
 //! Run by `scripts/test-gui.sh` (it builds the app with its UI, installs tauri-driver and
 //! starts Xvfb); ignored in a plain `cargo test`, which has none of those.
