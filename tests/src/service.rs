@@ -156,17 +156,22 @@ sweep_every = "{sweep_every}"
 
     /// The audit log, one JSON object per event.
     pub fn audit(&self) -> Vec<serde_json::Value> {
-        let out = self.admin(&["audit", "--json"]).output().unwrap();
+        self.admin_json(&["audit", "--json"])
+    }
+
+    /// `valet-service ARGS` (a `--json` listing), one value per line of its output.
+    pub fn admin_json(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        let out = self.admin(args).output().unwrap();
         assert!(
             out.status.success(),
-            "audit: {}",
+            "{args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout)
             .unwrap()
             .lines()
             .filter(|line| !line.trim().is_empty())
-            .map(|line| serde_json::from_str(line).expect("audit --json prints JSON lines"))
+            .map(|line| serde_json::from_str(line).expect("--json prints JSON lines"))
             .collect()
     }
 

@@ -240,8 +240,7 @@ async fn the_desktop_app_uploads_pauses_resumes_cancels_recovers_and_explains_er
     let audit = tokio::task::block_in_place(|| service.audit());
     let upload_id = audit
         .iter()
-        .filter(|e| e["event"] == "upload_completed")
-        .last()
+        .rfind(|e| e["event"] == "upload_completed")
         .and_then(|e| e["upload_id"].as_str().map(str::to_owned))
         .expect("the completion is audited");
     for event in &audit {

@@ -34,20 +34,6 @@ fn new_secret(name: &str) -> (String, String) {
     (secret, entry)
 }
 
-fn admin_json(service: &Service, args: &[&str]) -> Vec<Value> {
-    let out = service.admin(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn a_device_enrolls_from_the_policy_uploads_and_stops_when_revoked() {
     let (secret, entry) = new_secret("laptops");
@@ -109,7 +95,7 @@ fn a_device_enrolls_from_the_policy_uploads_and_stops_when_revoked() {
         "{line}"
     );
 
-    let devices = admin_json(&service, &["device", "list", "--json"]);
+    let devices = service.admin_json(&["device", "list", "--json"]);
     assert_eq!(devices.len(), 1, "{devices:?}");
     let device = &devices[0];
     assert_eq!(device["user"], "laptops-scan-station-7");
@@ -138,7 +124,7 @@ fn a_device_enrolls_from_the_policy_uploads_and_stops_when_revoked() {
         "{}",
         put.stderr
     );
-    let devices = admin_json(&service, &["device", "list", "--json"]);
+    let devices = service.admin_json(&["device", "list", "--json"]);
     assert_ne!(devices[0]["revoked_at"], Value::Null);
 
     let events: Vec<String> = service

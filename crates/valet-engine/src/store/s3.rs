@@ -106,7 +106,7 @@ pub(crate) async fn send(
                 source: e.without_url(),
             }));
         }
-        Err(e) => return Err(PartFailure::Retryable(transport_reason(&e.without_url()))),
+        Err(e) => return Err(PartFailure::Retryable(crate::http::describe(e))),
     };
     let status = response.status().as_u16();
     tracing::debug!(part, url = %shown, status, "store answer");
@@ -188,26 +188,6 @@ pub(crate) fn parse_error(body: &[u8]) -> (String, String) {
     };
     let message: String = field("Message").chars().take(300).collect();
     (field("Code").chars().take(100).collect(), message)
-}
-
-/// A transport error in words, without its URL.
-fn transport_reason(e: &reqwest::Error) -> String {
-    let kind = if e.is_connect() {
-        "connection failed"
-    } else if e.is_timeout() {
-        "timed out"
-    } else if e.is_body() {
-        "sending the body failed"
-    } else {
-        "request failed"
-    };
-    let mut reason = format!("{kind}: {e}");
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        reason.push_str(&format!(": {inner}"));
-        source = inner.source();
-    }
-    reason
 }
 
 #[cfg(test)]
