@@ -128,6 +128,14 @@ enum DeviceCommand {
         #[command(flatten)]
         place: Place,
     },
+    /// Forget a revoked device, letting the computer enroll again (a revoked device's
+    /// enrollments are refused until then).
+    Forget {
+        /// The id shown by `device list`.
+        id: String,
+        #[command(flatten)]
+        place: Place,
+    },
 }
 
 #[derive(Subcommand)]
@@ -315,6 +323,16 @@ async fn run(cli: Cli) -> Result<()> {
                 bail!("no active device with id {id}");
             }
             eprintln!("revoked device {id}");
+            Ok(())
+        }
+        Command::Device(DeviceCommand::Forget { id, place }) => {
+            let db = place.open().await?;
+            let result = devices::forget(&db, &id).await;
+            db.close().await;
+            if !result? {
+                bail!("no revoked device with id {id}");
+            }
+            eprintln!("forgot device {id}; it may enroll again");
             Ok(())
         }
         Command::Enrollment(EnrollmentCommand::NewSecret { name }) => {

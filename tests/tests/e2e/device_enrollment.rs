@@ -127,6 +127,35 @@ fn a_device_enrolls_from_the_policy_uploads_and_stops_when_revoked() {
     let devices = service.admin_json(&["device", "list", "--json"]);
     assert_ne!(devices[0]["revoked_at"], Value::Null);
 
+    // Enrolling again (a wiped or reinstalled computer) does not undo the revocation ...
+    let fresh = Valet::signed_out(&service.url);
+    let out = fresh
+        .command(&["enroll", "--device-name", "Scan Station 7"])
+        .env("VALET_POLICY", &policy)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("revoked by an administrator"), "{stderr}");
+    // ... until an administrator lets it back in.
+    let out = service.admin(&["device", "forget", id]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = fresh
+        .command(&["enroll", "--device-name", "Scan Station 7"])
+        .env("VALET_POLICY", &policy)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let events: Vec<String> = service
         .audit()
         .iter()

@@ -130,6 +130,18 @@ async fn enroll(
             "device_name must hold letters or digits",
         ));
     };
+    if db::devices::is_account_shut_out(state.db(), &user).await? {
+        let mut entry = Entry::new(Event::DeviceEnrollmentFailed, now);
+        entry.user = Some(&user);
+        entry.client_addr = client;
+        entry.detail = Some(json!({ "revoked": true }));
+        audit::record_or_warn(state.db(), &entry).await;
+        return Err(Failure::new(
+            ErrorCode::TokenRevoked,
+            "this device was revoked by an administrator and cannot enroll again until they \
+             let it back in",
+        ));
+    }
     if db::user_password_hash(state.db(), &user).await?.is_none() {
         db::insert_user(state.db(), &user, auth::NO_PASSWORD, now).await?;
     }

@@ -79,6 +79,28 @@ pub async fn revoke(db: &Db, id: &str, now: OffsetDateTime) -> Result<bool, Erro
     Ok(done.rows_affected() == 1)
 }
 
+/// Whether `user` is a device account an administrator revoked and did not let back in: its
+/// enrollments stay refused, so a wiped or reinstalled device cannot undo a revocation.
+pub async fn is_account_shut_out(db: &Db, user: &str) -> Result<bool, Error> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM devices WHERE user_name = ? AND revoked_at IS NOT NULL",
+    )
+    .bind(user)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(row.get::<i64, _>("n") > 0)
+}
+
+/// Forgets a revoked device, so that the computer may enroll again; false when there is no
+/// revoked device with this id.
+pub async fn forget(db: &Db, id: &str) -> Result<bool, Error> {
+    let done = sqlx::query("DELETE FROM devices WHERE id = ? AND revoked_at IS NOT NULL")
+        .bind(id)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Whether the sign-in `family` is a device an administrator revoked.
 pub async fn is_revoked(db: &Db, family: &str) -> Result<bool, Error> {
     let row = sqlx::query("SELECT revoked_at FROM devices WHERE id = ?")
