@@ -118,8 +118,8 @@ impl AppState {
 
     /// Applies the policy in force now, without a restart: the proxy (for connections made
     /// from now on), the engine's rules, the settings in effect (parallel parts, the shared
-    /// bandwidth limit) and the watched folders, and asks for enrollment when the policy wants
-    /// this computer signed in by the organisation.
+    /// bandwidth limit) and the watched folders. Enrollment is [`AppState::enroll_if_managed`],
+    /// called after this.
     pub fn apply_policy(&self) {
         let state = self.policy_state();
         match (&state.error, &state.origin) {
@@ -132,21 +132,40 @@ impl AppState {
         }
         self.apply_proxy();
         self.apply_settings();
-        if self.transfers_if_signed_in().is_none() {
-            self.enroll_if_managed(&state);
-        }
     }
 
-    /// The hook for enrollment (`sign_in.mode = "enrollment"`): the device signing itself in
-    /// with the organisation's secret. The engine does not offer it yet; when it does, this
-    /// calls it and starts the transfer list with the session it returns, as `sign_in` does.
-    fn enroll_if_managed(&self, state: &PolicyState) {
+    /// Enrolls this computer when the policy says so (`sign_in.mode = "enrollment"`) and it
+    /// has never been signed in here: the device signs itself in with the organisation's
+    /// secret and the transfer list starts, as after a sign-in. A computer with a saved
+    /// sign-in, even one that stopped working (a revoked device), is not enrolled again: the
+    /// sign-in screen says what happened. `Ok(true)` when it enrolled now.
+    pub async fn enroll_if_managed(&self) -> Result<bool, UiError> {
+        let state = self.policy_state();
         let Some(p) = state.policy.as_deref() else {
-            return;
+            return Ok(false);
         };
-        if p.sign_in.mode == SignInMode::Enrollment {
-            tracing::info!("this computer waits to be enrolled by its organisation");
+        let (SignInMode::Enrollment, Some(server), Some(secret)) =
+            (p.sign_in.mode, &p.server, &p.sign_in.enrollment_secret)
+        else {
+            return Ok(false);
+        };
+        if self.transfers_if_signed_in().is_some() || SignIn::load(&self.data_dir)?.is_some() {
+            return Ok(false);
         }
+        let name = valet_engine::policy::device_name();
+        tracing::info!(device = %name, "enrolling this computer with its organisation");
+        let session = Session::enroll(
+            server,
+            SecretString::from(secret.clone()),
+            &name,
+            self.keyring.clone(),
+            &self.data_dir,
+        )
+        .await?;
+        tracing::info!(user = session.user().unwrap_or_default(), "enrolled");
+        self.start(session)?;
+        *lock(&self.problem) = None;
+        Ok(true)
     }
 
     fn apply_proxy(&self) {

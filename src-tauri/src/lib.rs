@@ -159,9 +159,19 @@ fn follow_policy<R: Runtime>(app: tauri::AppHandle<R>) {
         let mut changes = state.policy_changes();
         changes.mark_unchanged();
         apply_autostart(&app, &state);
-        while changes.changed().await.is_ok() {
+        let mut retry_enrollment = enroll_if_managed(&app).await;
+        loop {
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { break },
+                // The service was not reachable for enrollment: try again now and then.
+                () = tokio::time::sleep(ENROLL_RETRY), if retry_enrollment => {
+                    retry_enrollment = enroll_if_managed(&app).await;
+                    continue;
+                }
+            }
             state.apply_policy();
             apply_autostart(&app, &state);
+            retry_enrollment = enroll_if_managed(&app).await;
             let told = dto::PolicyChanged(state.policy_info())
                 .emit(&app)
                 .and_then(|()| dto::SessionChanged(state.session_info()).emit(&app));
@@ -170,6 +180,36 @@ fn follow_policy<R: Runtime>(app: tauri::AppHandle<R>) {
             }
         }
     });
+}
+
+/// How long a managed computer waits to enroll again after the service could not be reached.
+const ENROLL_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Enrolls a managed computer that has never been signed in; a failure is shown on the
+/// sign-in screen (the waiting screen of a managed computer). True when it should be tried
+/// again later (the network or the service was down).
+async fn enroll_if_managed<R: Runtime>(app: &tauri::AppHandle<R>) -> bool {
+    let state = app.state::<AppState>();
+    let mut retry = false;
+    let problem = match state.enroll_if_managed().await {
+        Ok(false) => return false,
+        Ok(true) => None,
+        Err(e) => {
+            tracing::warn!(code = %e.code, "enrollment failed: {}", e.message);
+            retry = matches!(
+                e.code.as_str(),
+                "network" | "retries_exhausted" | "store_unavailable" | "rate_limited" | "internal"
+            );
+            Some(e.message)
+        }
+    };
+    if let Some(problem) = problem {
+        state.sign_in_failed(problem);
+    }
+    if let Err(e) = dto::SessionChanged(state.session_info()).emit(app) {
+        tracing::debug!(error = %e, "the UI is not listening");
+    }
+    retry
 }
 
 /// Start at login as the policy sets it, when it does.
