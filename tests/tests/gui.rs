@@ -837,3 +837,96 @@ async fn a_policy_locks_settings_watches_its_folder_and_is_followed_live() {
     app.screenshot(&screenshot("policy-broken.png")).await;
     app.quit().await;
 }
+
+/// A managed computer (policy: enrollment, no sign-in screen) enrolls by itself at the first
+/// start and reaches the main window with no setup screen; a file dropped into the policy's
+/// folder arrives verified. Revoked by an administrator, it stops: after a restart the
+/// waiting screen says the device was revoked, and no upload goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Xvfb, tauri-driver and the app built with its UI: run scripts/test-gui.sh"]
+async fn a_managed_computer_enrolls_by_itself_and_stops_when_revoked() {
+    use sha2::Digest as _;
+    let _one_app = ONE_APP.lock().await;
+    valet_tests::install_tls_provider();
+    let secret = format!("ves_{}", valet_tests::random_name("gui-enrollment"));
+    let secret_sha256 = valet_tests::files::hex(&sha2::Sha256::digest(secret.as_bytes()));
+    let store = SeaweedFs::shared_or_start();
+    let service = Service::start(
+        &store,
+        ServiceOptions {
+            extra_config: format!(
+                "[[enrollment]]\nname = \"desks\"\nsecret_sha256 = \"{secret_sha256}\"\n"
+            ),
+            ..ServiceOptions::default()
+        },
+    );
+    let data = tempfile::tempdir().unwrap();
+    let managed = tempfile::tempdir().unwrap();
+    let managed = std::fs::canonicalize(managed.path()).unwrap();
+    let policy_dir = tempfile::tempdir().unwrap();
+    let policy_file = policy_dir.path().join("policy.json");
+    write_policy(
+        &policy_file,
+        &json!({
+            "server": service.url,
+            "sign_in": { "mode": "enrollment", "enrollment_secret": secret, "allow_sign_in_screen": false },
+            "watched_folders": [{ "path": managed, "to": "inbox", "settle_seconds": 1 }],
+            "locked": ["server", "sign_out", "watched_folders"]
+        })
+        .to_string(),
+    );
+    let env = [("VALET_POLICY", policy_file.to_str().unwrap())];
+
+    let app = App::start(data.path(), &env).await;
+    app.wait_for("the main window", Duration::from_secs(30), async |app| {
+        app.exists("#drop-zone").await.then_some(())
+    })
+    .await;
+    assert!(!app.exists("#password").await, "no sign-in form");
+    let devices = tokio::task::block_in_place(|| service.admin_json(&["device", "list", "--json"]));
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    let account = devices[0]["user"].as_str().unwrap().to_owned();
+    assert!(account.starts_with("desks-"), "{account}");
+
+    let file = managed.join("report.pdf");
+    std::fs::write(&file, noise(MIB as usize, 11)).unwrap();
+    app.wait_state("report.pdf", "verified", Duration::from_secs(60))
+        .await;
+    let row = check_stored(&app, &service, &file).await;
+    assert_eq!(
+        row["objectKey"],
+        format!("users/{account}/inbox/report.pdf")
+    );
+    app.screenshot(&screenshot("enrolled.png")).await;
+    app.quit().await;
+
+    // Revoked while the app is closed: at the next start it says so, and sends nothing.
+    let id = devices[0]["id"].as_str().unwrap();
+    let out =
+        tokio::task::block_in_place(|| service.admin(&["device", "revoke", id]).output()).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(managed.join("late.pdf"), noise(MIB as usize, 12)).unwrap();
+    let app = App::start(data.path(), &env).await;
+    let shown = app
+        .wait_for(
+            "the revocation shown",
+            Duration::from_secs(30),
+            async |app| app.text_if_any("#managed-wait #sign-in-error").await,
+        )
+        .await;
+    assert!(shown.contains("revoked by an administrator"), "{shown}");
+    let audit = tokio::task::block_in_place(|| service.audit());
+    let created = audit
+        .iter()
+        .filter(|e| e["event"] == "upload_created")
+        .count();
+    assert_eq!(
+        created, 1,
+        "nothing uploaded after the revocation: {audit:?}"
+    );
+    app.quit().await;
+}

@@ -586,3 +586,14 @@ fn the_admx_template_writes_the_values_the_app_reads() {
         assert!(names.contains(read), "the ADMX does not write {read}");
     }
 }
+
+/// The example shipped in the package is a valid policy.
+#[test]
+fn the_packaged_example_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../packaging/linux/policy.example.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let policy = parse_json(&text).unwrap();
+    assert_eq!(policy.sign_in.mode, SignInMode::Enrollment);
+    assert!(policy.is_locked(Setting::SignOut));
+}
