@@ -79,6 +79,8 @@ impl Valet {
                 .env("VALET_SERVER", &self.server)
                 .env("VALET_TOKEN", token);
         }
+        // No machine-wide policy (a test of one names its own file, which wins).
+        command.env("VALET_POLICY", self.data_dir.path().join("no-policy.json"));
         command.env("VALET_LOG", &self.log).stdin(Stdio::null());
         command
     }

@@ -12,7 +12,9 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 
+use crate::files::sha256_file;
 use crate::free_port;
+use crate::service::Service;
 
 /// The app binary under test: `VALET_GUI_APP`, else the debug build that embeds the UI.
 pub fn app_binary() -> PathBuf {
@@ -29,8 +31,39 @@ pub struct App {
 
 impl App {
     /// Starts the app with `data_dir` as its data directory (and `env` besides) and waits for
-    /// its first screen.
+    /// its first screen. No machine-wide policy applies unless `env` names one
+    /// (`VALET_POLICY`).
     pub async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let no_policy = data_dir.join("no-policy.json");
+        let mut all = vec![
+            ("VALET_DATA_DIR", data_dir.to_str().unwrap()),
+            ("VALET_POLICY", no_policy.to_str().unwrap()),
+        ];
+        all.extend_from_slice(env);
+        Self::launch(&all).await
+    }
+
+    /// Starts the app as a person's login would after a package install: the OS's own
+    /// places for data and policy (`home` stands in for the person's home directory), and
+    /// `env` besides.
+    pub async fn start_as_installed(home: &Path, env: &[(&str, &str)]) -> Self {
+        let home_dir = |sub: &str| home.join(sub).to_str().unwrap().to_owned();
+        let (data, config, cache) = (
+            home_dir(".local/share"),
+            home_dir(".config"),
+            home_dir(".cache"),
+        );
+        let mut all = vec![
+            ("HOME", home.to_str().unwrap()),
+            ("XDG_DATA_HOME", data.as_str()),
+            ("XDG_CONFIG_HOME", config.as_str()),
+            ("XDG_CACHE_HOME", cache.as_str()),
+        ];
+        all.extend_from_slice(env);
+        Self::launch(&all).await
+    }
+
+    async fn launch(env: &[(&str, &str)]) -> Self {
         let (port, native_port) = (free_port(), free_port());
         let mut driver = Command::new("tauri-driver");
         driver
@@ -40,7 +73,9 @@ impl App {
                 "--native-port",
                 &native_port.to_string(),
             ])
-            .env("VALET_DATA_DIR", data_dir)
+            .env_remove("VALET_DATA_DIR")
+            .env_remove("VALET_POLICY")
+            .env_remove("VALET_SERVER")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in env {
@@ -100,6 +135,11 @@ impl App {
             .find_all(Locator::Css(css))
             .await
             .is_ok_and(|all| !all.is_empty())
+    }
+
+    /// The `value` property of an input.
+    pub async fn value(&self, css: &str) -> Option<String> {
+        self.find(css).await.prop("value").await.ok().flatten()
     }
 
     pub async fn text(&self, css: &str) -> String {
@@ -249,6 +289,42 @@ impl App {
         }
         std::fs::write(path, png).unwrap();
     }
+}
+
+/// Size and SHA-256 of an object, read back from the store (a blocking client, so off the
+/// async threads).
+pub fn stored(service: &Service, key: &str) -> Option<(u64, String)> {
+    tokio::task::block_in_place(|| service.store().object_digest(key))
+}
+
+/// The object of a verified row, read back from the store: equal to the file. The row, from
+/// the app's own list.
+pub async fn check_stored(app: &App, service: &Service, file: &Path) -> Value {
+    let name = file.file_name().unwrap().to_str().unwrap();
+    let row = app.row(name).await.expect("a row");
+    assert_eq!(row["state"], "verified", "{row}");
+    let key = row["objectKey"].as_str().expect("object key");
+    let sha = sha256_file(file);
+    assert_eq!(row["sha256"], sha, "the app's SHA-256 is the file's");
+    let shown_key = app
+        .text(&format!(r#"li[data-name="{name}"] .object-key"#))
+        .await;
+    assert_eq!(shown_key, key, "the row shows the object key");
+    let (size, stored_sha) =
+        stored(service, key).unwrap_or_else(|| panic!("{key} is not in the store"));
+    assert_eq!(
+        (size, stored_sha),
+        (std::fs::metadata(file).unwrap().len(), sha),
+        "{key} in the store is byte-identical to {name}"
+    );
+    row
+}
+
+/// Writes a policy file as an administrator's tool would: whole, then renamed into place.
+pub fn write_policy(path: &Path, policy: &str) {
+    let temp = path.with_extension("json.tmp");
+    std::fs::write(&temp, policy).unwrap();
+    std::fs::rename(&temp, path).unwrap();
 }
 
 /// The title of the app's window.

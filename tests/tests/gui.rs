@@ -15,9 +15,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use valet_tests::files::{random_file, sha256_file};
-use valet_tests::gui::App;
+use valet_tests::gui::{App, check_stored, stored, write_policy};
 use valet_tests::repo_root;
 use valet_tests::seaweed::SeaweedFs;
 use valet_tests::service::{Service, ServiceOptions};
@@ -40,34 +40,6 @@ async fn add(app: &App, file: &Path) {
         .await
         .expect("add_paths");
     assert_eq!(added["added"], 1, "{added}");
-}
-
-/// Size and SHA-256 of an object, read back from the store (a blocking client, so off the
-/// async threads).
-fn stored(service: &Service, key: &str) -> Option<(u64, String)> {
-    tokio::task::block_in_place(|| service.store().object_digest(key))
-}
-
-/// The object of a verified row, read back from the store: equal to the file.
-async fn check_stored(app: &App, service: &Service, file: &Path) -> Value {
-    let name = file.file_name().unwrap().to_str().unwrap();
-    let row = app.row(name).await.expect("a row");
-    assert_eq!(row["state"], "verified", "{row}");
-    let key = row["objectKey"].as_str().expect("object key");
-    let sha = sha256_file(file);
-    assert_eq!(row["sha256"], sha, "the app's SHA-256 is the file's");
-    let shown_key = app
-        .text(&format!(r#"li[data-name="{name}"] .object-key"#))
-        .await;
-    assert_eq!(shown_key, key, "the row shows the object key");
-    let (size, stored_sha) =
-        stored(service, key).unwrap_or_else(|| panic!("{key} is not in the store"));
-    assert_eq!(
-        (size, stored_sha),
-        (std::fs::metadata(file).unwrap().len(), sha),
-        "{key} in the store is byte-identical to {name}"
-    );
-    row
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -668,18 +640,6 @@ async fn a_watched_folder_set_up_in_settings_sends_each_file_once_across_restart
     app.quit().await;
 }
 
-/// Writes the policy file as an administrator's tool would: whole, then renamed into place.
-fn write_policy(path: &Path, policy: &str) {
-    let temp = path.with_extension("json.tmp");
-    std::fs::write(&temp, policy).unwrap();
-    std::fs::rename(&temp, path).unwrap();
-}
-
-/// The `value` property of an input.
-async fn value(app: &App, css: &str) -> Option<String> {
-    app.find(css).await.prop("value").await.ok().flatten()
-}
-
 /// A policy (`VALET_POLICY`) names the service, watches a folder and locks settings: the
 /// sign-in screen comes with its server, read-only; Settings shows the locked values and the
 /// policy's folder as locked and refuses changes to them; a file dropped into the policy's
@@ -716,7 +676,7 @@ async fn a_policy_locks_settings_watches_its_folder_and_is_followed_live() {
     })
     .await;
     assert_eq!(
-        value(&app, "#server").await.as_deref(),
+        app.value("#server").await.as_deref(),
         Some(service.url.as_str()),
         "the policy's server, with no VALET_SERVER"
     );
@@ -747,7 +707,7 @@ async fn a_policy_locks_settings_watches_its_folder_and_is_followed_live() {
     .await;
     for (css, shown) in [("#bandwidth-limit", "20"), ("#parallel-parts", "6")] {
         let input = app.find(css).await;
-        assert_eq!(value(&app, css).await.as_deref(), Some(shown), "{css}");
+        assert_eq!(app.value(css).await.as_deref(), Some(shown), "{css}");
         assert!(
             input.attr("disabled").await.unwrap().is_some(),
             "{css} disabled"
@@ -797,7 +757,7 @@ async fn a_policy_locks_settings_watches_its_folder_and_is_followed_live() {
     app.wait_for(
         "the new limit shown",
         Duration::from_secs(20),
-        async |app| (value(app, "#bandwidth-limit").await.as_deref() == Some("30")).then_some(()),
+        async |app| (app.value("#bandwidth-limit").await.as_deref() == Some("30")).then_some(()),
     )
     .await;
     let settings = app.invoke("get_settings", json!({})).await.unwrap();
