@@ -29,6 +29,16 @@ pub enum TokenRequest {
         /// The device's name (its host name), shown to administrators.
         device_name: String,
     },
+    /// Single sign-on: an OpenID Connect ID token the client got from the deployment's provider
+    /// (authorization code with PKCE and a loopback redirect, RFC 8252), with the nonce the
+    /// client put in its authorization request. The service checks the token and answers its
+    /// own pair; the provider's tokens are not kept.
+    IdToken {
+        /// The ID token, a signed JWT (OpenID Connect Core §2).
+        id_token: String,
+        /// The nonce the client sent in its authorization request (§3.1.2.1).
+        nonce: String,
+    },
 }
 
 // Secrets never reach a log through Debug.
@@ -49,8 +59,27 @@ impl std::fmt::Debug for TokenRequest {
                 .field("enrollment_secret", &"<redacted>")
                 .field("device_name", device_name)
                 .finish(),
+            Self::IdToken { .. } => f
+                .debug_struct("IdToken")
+                .field("id_token", &"<redacted>")
+                .field("nonce", &"<redacted>")
+                .finish(),
         }
     }
+}
+
+/// Answer of `GET /v1/auth/sso` (public): the OpenID Connect provider this deployment signs
+/// people in with. `404 not_found` when it has none.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SsoInfo {
+    /// The provider's issuer URL; its discovery document is at
+    /// `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// The client id registered at the provider for Valet Upload (a public, native client).
+    pub client_id: String,
+    /// Scopes to ask for, `openid` among them.
+    pub scopes: Vec<String>,
 }
 
 /// Answer of the token endpoint.

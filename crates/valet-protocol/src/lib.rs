@@ -7,6 +7,7 @@
 //! | method | path | request | response |
 //! |---|---|---|---|
 //! | POST | `/v1/auth/token` | [`TokenRequest`] | [`TokenResponse`] |
+//! | GET | `/v1/auth/sso` | | [`SsoInfo`] |
 //! | POST | `/v1/auth/logout` | [`LogoutRequest`] | 204 |
 //! | GET | `/v1/me` | | [`Me`] |
 //! | POST | `/v1/uploads` | [`CreateUpload`] | [`UploadCreated`] |

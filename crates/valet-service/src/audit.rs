@@ -41,6 +41,10 @@ pub enum Event {
     DeviceEnrollmentFailed,
     /// An administrator revoked a device.
     DeviceRevoked,
+    /// A single sign-on (OpenID Connect ID token) succeeded.
+    SsoSignIn,
+    /// A single sign-on was refused; the detail says which check failed.
+    SsoSignInFailed,
 }
 
 impl Event {
@@ -61,6 +65,8 @@ impl Event {
             Self::DeviceEnrolled => "device_enrolled",
             Self::DeviceEnrollmentFailed => "device_enrollment_failed",
             Self::DeviceRevoked => "device_revoked",
+            Self::SsoSignIn => "sso_sign_in",
+            Self::SsoSignInFailed => "sso_sign_in_failed",
         }
     }
 }

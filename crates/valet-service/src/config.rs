@@ -59,6 +59,9 @@ pub struct Config {
     /// its own account, `NAME-HOSTNAME`, and a sign-in `valet-service device revoke` ends.
     #[serde(default)]
     pub enrollment: Vec<Enrollment>,
+    /// Single sign-on through an OpenID Connect provider (`[sso]`, see [`crate::sso`]).
+    #[serde(default)]
+    pub sso: Option<crate::sso::SsoConfig>,
 }
 
 /// `[[enrollment]]`: one organisation's (or group's) enrollment secret.
@@ -543,6 +546,9 @@ impl Config {
             if self.enrollment[..i].iter().any(|e| e.name == entry.name) {
                 return field(&format!("enrollment[{i}].name"), "used twice");
             }
+        }
+        if let Some(sso) = &self.sso {
+            sso.validate()?;
         }
         self.store.validate("store")?;
         for (name, store) in &self.stores {

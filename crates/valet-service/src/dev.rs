@@ -93,6 +93,7 @@ pub fn dev_config(data_dir: &Path, listen: SocketAddr, store_endpoint: url::Url)
         stores: Default::default(),
         routing: Default::default(),
         enrollment: Vec::new(),
+        sso: None,
     }
 }
 

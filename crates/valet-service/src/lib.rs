@@ -22,6 +22,7 @@ mod error;
 pub mod names;
 pub mod openapi;
 pub mod server;
+pub mod sso;
 pub mod store;
 pub mod sweeper;
 

@@ -13,6 +13,7 @@ use crate::api;
     info(title = "Valet Upload service", description = "Signs users in, issues upload keys (pre-signed URLs) for parts, verifies completed uploads."),
     paths(
         api::auth::token,
+        api::auth::sso_info,
         api::auth::logout,
         api::auth::me,
         api::uploads::create,
@@ -60,6 +61,7 @@ mod tests {
         for path in [
             "/v1/auth/token",
             "/v1/auth/logout",
+            "/v1/auth/sso",
             "/v1/me",
             "/v1/uploads",
             "/v1/uploads/{id}",

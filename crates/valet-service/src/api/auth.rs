@@ -1,11 +1,13 @@
-//! `POST /v1/auth/token`, `POST /v1/auth/logout`, `GET /v1/me`.
+//! `POST /v1/auth/token`, `GET /v1/auth/sso`, `POST /v1/auth/logout`, `GET /v1/me`.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::json;
 use time::OffsetDateTime;
-use valet_protocol::{ApiError, ErrorCode, LogoutRequest, Me, TokenRequest, TokenResponse};
+use valet_protocol::{
+    ApiError, ErrorCode, LogoutRequest, Me, SsoInfo, TokenRequest, TokenResponse,
+};
 
 use super::{AppState, Body, ClientAddr, Failure};
 use crate::audit::{self, Entry, Event};
@@ -55,6 +57,11 @@ pub async fn token(
         )
         .await
         .map(Json),
+        TokenRequest::IdToken { id_token, nonce } => {
+            sso_sign_in(&state, client.as_deref(), &id_token, &nonce, now)
+                .await
+                .map(Json)
+        }
         TokenRequest::RefreshToken { refresh_token } => {
             if !refresh_token.starts_with(REFRESH_PREFIX) {
                 return Err(Failure::new(
@@ -163,6 +170,86 @@ async fn enroll(
     entry.user = Some(&user);
     entry.client_addr = client;
     entry.detail = Some(json!({ "device": family, "enrollment": enrollment.name }));
+    audit::record(state.db(), &entry).await?;
+    Ok(response)
+}
+
+/// The OpenID Connect provider this deployment signs people in with, for clients that have no
+/// policy naming it.
+#[utoipa::path(get, path = "/v1/auth/sso",
+    responses((status = 200, body = SsoInfo), (status = 404, body = ApiError)))]
+pub async fn sso_info(State(state): State<AppState>) -> Result<Json<SsoInfo>, Failure> {
+    let Some(sso) = &state.config().sso else {
+        return Err(Failure::new(
+            ErrorCode::NotFound,
+            "this service has no single sign-on ([sso] is not configured)",
+        ));
+    };
+    Ok(Json(SsoInfo {
+        issuer: sso.issuer.clone(),
+        client_id: sso.client_id.clone(),
+        scopes: sso.scopes.clone(),
+    }))
+}
+
+/// Single sign-on: a valid ID token from the configured provider gets the account bound to its
+/// `(iss, sub)`, made on the first sign-in, and a sign-in of our own (see [`crate::sso`]).
+async fn sso_sign_in(
+    state: &AppState,
+    client: Option<&str>,
+    id_token: &str,
+    nonce: &str,
+    now: OffsetDateTime,
+) -> Result<TokenResponse, Failure> {
+    let Some(verifier) = state.sso() else {
+        return Err(Failure::new(
+            ErrorCode::BadRequest,
+            "this service has no single sign-on ([sso] is not configured)",
+        ));
+    };
+    let identity = match verifier.verify(id_token, nonce, now).await {
+        Ok(identity) => identity,
+        Err(refusal) => {
+            let mut entry = Entry::new(Event::SsoSignInFailed, now);
+            entry.client_addr = client;
+            entry.detail = Some(json!({ "reason": refusal.to_string() }));
+            audit::record_or_warn(state.db(), &entry).await;
+            return Err(match refusal {
+                crate::sso::Refusal::Token(why) => Failure::new(ErrorCode::InvalidCredentials, why),
+                crate::sso::Refusal::Provider(why) => {
+                    tracing::warn!(reason = %why, "single sign-on provider unusable");
+                    Failure::new(ErrorCode::Internal, why)
+                }
+            });
+        }
+    };
+    let known =
+        db::identities::sign_in(state.db(), &identity.issuer, &identity.subject, now).await?;
+    let (user, first) = match known {
+        Some(user) => (user, false),
+        None => {
+            let name = crate::sso::account_name(&identity.name_claim);
+            let user = db::identities::create_account(
+                state.db(),
+                &identity.issuer,
+                &identity.subject,
+                &name,
+                auth::NO_PASSWORD,
+                now,
+            )
+            .await?;
+            (user, true)
+        }
+    };
+    let response = auth::issue_pair(state, &user, &random_id(), now).await?;
+    let mut entry = Entry::new(Event::SsoSignIn, now);
+    entry.user = Some(&user);
+    entry.client_addr = client;
+    entry.detail = Some(json!({
+        "issuer": identity.issuer,
+        "subject": identity.subject,
+        "new_account": first,
+    }));
     audit::record(state.db(), &entry).await?;
     Ok(response)
 }

@@ -41,6 +41,8 @@ struct Inner {
     db: Db,
     stores: Stores,
     config: Config,
+    /// Checks ID tokens when `[sso]` is configured; keeps the provider's keys.
+    sso: Option<crate::sso::Verifier>,
     /// Uploads whose completion is running now, so a retry in flight is told to wait instead
     /// of completing twice.
     completing: Mutex<HashSet<String>>,
@@ -53,6 +55,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 db,
                 stores,
+                sso: config.sso.clone().map(crate::sso::Verifier::new),
                 config,
                 completing: Mutex::new(HashSet::new()),
             }),
@@ -88,6 +91,11 @@ impl AppState {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The ID token verifier, when the deployment has single sign-on.
+    pub fn sso(&self) -> Option<&crate::sso::Verifier> {
+        self.inner.sso.as_ref()
     }
 
     /// Claims the completion of `upload_id`; `None` when one is already running.
@@ -130,6 +138,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/auth/token", post(auth::token))
         .route("/v1/auth/logout", post(auth::logout))
+        .route("/v1/auth/sso", get(auth::sso_info))
         .route("/v1/me", get(auth::me))
         .route("/v1/uploads", post(uploads::create).get(uploads::list))
         .route(

@@ -4,6 +4,7 @@
 //! build needs no database) and stay portable SQL so PostgreSQL can follow with the same text.
 
 pub mod devices;
+pub mod identities;
 pub mod tokens;
 pub mod uploads;
 
@@ -28,6 +29,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0003_upload_store.sql"),
     ),
     (4, "devices", include_str!("migrations/0004_devices.sql")),
+    (
+        5,
+        "identities",
+        include_str!("migrations/0005_identities.sql"),
+    ),
 ];
 
 /// A handle on the database (cheap to clone).
