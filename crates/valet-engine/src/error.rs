@@ -11,6 +11,7 @@
 //! - a URL we refuse to talk to: [`Error::InsecureUrl`], [`Error::ForeignKeyHost`];
 //! - what the machine's policy does not allow: [`Error::PolicyRefused`];
 //! - sign-in state: [`Error::NotSignedIn`], [`Error::KeyringUnavailable`], [`Error::Keyring`];
+//! - single sign-on that did not complete: [`Error::Sso`], [`Error::SsoCancelled`];
 //! - local state: [`Error::Journal`], [`Error::Settings`].
 //!
 //! Scripts and UIs classify errors by [`Error::code`], never by the message. Messages never carry
@@ -174,6 +175,13 @@ pub enum Error {
     /// The requested part layout or option is not possible.
     #[error("{0}")]
     Invalid(String),
+    /// Single sign-on did not complete: the provider or the browser step failed, or it took
+    /// too long. The message says which; it never holds a code, verifier or token.
+    #[error("single sign-on: {0}")]
+    Sso(String),
+    /// The person cancelled (or was refused) at the organisation's sign-in page.
+    #[error("sign-in was cancelled at your organisation's sign-in page{}", .0.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    SsoCancelled(Option<String>),
 }
 
 impl Error {
@@ -202,6 +210,8 @@ impl Error {
             Self::Journal { .. } => "journal",
             Self::Settings { .. } => "settings",
             Self::Invalid(_) => "invalid",
+            Self::Sso(_) => "sso_failed",
+            Self::SsoCancelled(_) => "sso_cancelled",
         }
     }
 
@@ -221,6 +231,8 @@ impl Error {
                 | Self::SignInExpired { .. }
                 | Self::KeyringUnavailable { .. }
                 | Self::Keyring { .. }
+                | Self::Sso(_)
+                | Self::SsoCancelled(_)
         ) || matches!(
             self.service_code(),
             Some(

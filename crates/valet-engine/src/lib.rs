@@ -35,8 +35,8 @@ pub use events::{Event, Events};
 pub use http::{MAX_REPLY_BYTES, RetryPolicy, install_tls_provider, set_proxy};
 pub use journal::{EntryState, JOURNAL_FILE, Journal, JournalEntry, NewEntry};
 pub use session::{
-    KEYRING_SERVICE, KeyLease, MemoryKeyring, OsKeyring, SecretStore, Session, StoreTarget,
-    renew_at,
+    KEYRING_SERVICE, KeyLease, MemoryKeyring, OsKeyring, SSO_TIMEOUT, SecretStore, Session,
+    SsoParams, SsoSignIn, StoreTarget, renew_at,
 };
 pub use settings::{SIGN_IN_FILE, SIGN_IN_LOCK_FILE, SignIn, default_data_dir, ensure_data_dir};
 pub use source::{FileStamp, check_unchanged};

@@ -11,6 +11,9 @@
 //!   data dir, reads the refresh token from the keyring only once it holds the lock (another
 //!   process may have just rotated it), and stores the rotated one before letting go. Without it,
 //!   two processes would present the same refresh token and the service would end the sign-in;
+//! - a **single sign-on** ([`SsoSignIn`]): the organisation's OpenID Connect provider signs the
+//!   person in through the system browser, and its ID token is traded once for the same kind of
+//!   sign-in as a password's;
 //! - an **API token** ([`Session::with_api_token`], `VALET_SERVER` + `VALET_TOKEN`), used directly
 //!   as the bearer token: for scripts, CI, and machines without a keyring.
 //!
@@ -20,6 +23,7 @@
 
 mod api;
 mod secrets;
+mod sso;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -38,6 +42,7 @@ use valet_protocol::{ApiError, ErrorCode, LogoutRequest, Me, TokenRequest, Token
 pub(crate) use api::complete_timeout;
 pub use api::{KeyLease, StoreTarget};
 pub use secrets::{KEYRING_SERVICE, MemoryKeyring, OsKeyring, SecretStore};
+pub use sso::{SSO_TIMEOUT, SsoParams, SsoSignIn};
 
 use crate::error::{Error, Result};
 use crate::http::{self, MAX_REPLY_BYTES, Retry, RetryPolicy};
