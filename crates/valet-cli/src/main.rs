@@ -45,16 +45,32 @@ enum Command {
     ///
     /// Scripts and machines without a keyring set VALET_SERVER and VALET_TOKEN (an API token)
     /// instead.
+    ///
+    /// With --sso, sign in through the organisation's single sign-on in the browser instead:
+    /// the address to open is printed on stderr, and opened unless --no-browser.
     Login {
-        /// The valet service, e.g. https://valet.example.com (http:// only on loopback)
-        #[arg(long, value_name = "URL")]
-        server: String,
+        /// The valet service, e.g. https://valet.example.com (http:// only on loopback);
+        /// with --sso, the policy's service when not given
+        #[arg(long, value_name = "URL", required_unless_present = "sso")]
+        server: Option<String>,
         /// Account name
-        #[arg(long, value_name = "NAME")]
-        user: String,
+        #[arg(
+            long,
+            value_name = "NAME",
+            required_unless_present = "sso",
+            conflicts_with = "sso"
+        )]
+        user: Option<String>,
         /// Read the password from the first line of stdin instead of prompting
-        #[arg(long)]
+        #[arg(long, conflicts_with = "sso")]
         password_stdin: bool,
+        /// Sign in through the organisation's OpenID Connect provider (the policy's
+        /// sign_in.sso, else the one the service names)
+        #[arg(long)]
+        sso: bool,
+        /// With --sso: only print the address to open, do not open a browser
+        #[arg(long, requires = "sso")]
+        no_browser: bool,
     },
     /// Enroll this computer with the organisation's enrollment secret from the machine's
     /// policy (sign_in.mode = "enrollment"): it gets an account of its own, kept like a sign-in.
@@ -178,13 +194,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             server,
             user,
             password_stdin,
+            sso,
+            no_browser,
         } => {
             if let Some(locked) = policy
                 .policy
                 .as_ref()
                 .filter(|p| p.is_locked(Setting::Server))
+                && let Some(server) = &server
             {
-                let asked = valet_engine::urls::parse_server(&server)?;
+                let asked = valet_engine::urls::parse_server(server)?;
                 anyhow::ensure!(
                     Some(&asked) == locked.server_url().as_ref(),
                     "--server {} is not allowed: the policy {} locks the service to {}",
@@ -193,6 +212,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     locked.server.as_deref().unwrap_or_default()
                 );
             }
+            if sso {
+                return policy::sso_login(&policy, &data_dir, server, no_browser).await;
+            }
+            policy::refuse_password_under_sso(&policy)?;
+            let (Some(server), Some(user)) = (server, user) else {
+                anyhow::bail!("--server and --user are needed (or --sso)");
+            };
             login(&data_dir, &server, &user, password_stdin).await
         }
         Command::Logout => {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 use valet_engine::policy::{self, Format, LivePolicy, Policy, PolicyState, Setting, UploadRules};
-use valet_engine::{Engine, OsKeyring, RateLimit, SecretString, Session};
+use valet_engine::{
+    Engine, OsKeyring, RateLimit, SSO_TIMEOUT, SecretString, Session, SsoParams, SsoSignIn,
+};
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
@@ -110,6 +112,56 @@ pub async fn enroll(
     .await?;
     eprintln!(
         "enrolled {name} as {} at {}",
+        session.user().unwrap_or_default(),
+        valet_engine::urls::redact(session.server())
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A password sign-in is refused when the policy signs people in with single sign-on.
+pub fn refuse_password_under_sso(state: &PolicyState) -> anyhow::Result<()> {
+    if state
+        .policy
+        .as_ref()
+        .is_some_and(|p| p.sign_in.mode == policy::SignInMode::Sso)
+    {
+        anyhow::bail!(
+            "the policy {} signs in with single sign-on: run `valet login --sso`",
+            state.origin.as_deref().unwrap_or("in force")
+        );
+    }
+    Ok(())
+}
+
+/// `valet login --sso`: the provider from the policy (else from the service), the address
+/// printed and opened in the browser, then the wait for it to come back.
+pub async fn sso_login(
+    state: &PolicyState,
+    data_dir: &Path,
+    server: Option<String>,
+    no_browser: bool,
+) -> anyhow::Result<ExitCode> {
+    let policy = state.policy.as_deref();
+    let Some(server) = server.or_else(|| policy.and_then(|p| p.server.clone())) else {
+        anyhow::bail!("--server is needed: no policy names the service");
+    };
+    let params = match policy.and_then(|p| p.sign_in.sso.as_ref()) {
+        Some(sso) => SsoParams::from(sso),
+        None => SsoParams::from_service(&server).await?,
+    };
+    let sign_in = SsoSignIn::start(&server, &params, Arc::new(OsKeyring), data_dir).await?;
+    let url = sign_in.authorization_url().to_string();
+    eprintln!("Open this address to sign in: {url}");
+    if !no_browser && let Err(e) = open::that_detached(&url) {
+        eprintln!("valet: could not open a browser ({e}); open the address yourself");
+    }
+    eprintln!(
+        "waiting for the browser (up to {} min)…",
+        SSO_TIMEOUT.as_secs() / 60
+    );
+    let session = sign_in.finish(SSO_TIMEOUT).await?;
+    eprintln!(
+        "signed in as {} at {}",
         session.user().unwrap_or_default(),
         valet_engine::urls::redact(session.server())
     );
