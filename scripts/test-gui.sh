@@ -26,3 +26,7 @@ if [ -z "${VALET_TEST_S3:-}" ]; then
 fi
 xvfb-run -a -s "-screen 0 1280x900x24" \
   scripts/with-keyring.sh cargo test -p valet-tests --test gui --locked -- --ignored --nocapture
+# Single sign-on: a real OpenID Connect provider (node oidc-provider) and the browser step in
+# WebKitGTK's MiniBrowser, driven by WebKitWebDriver.
+xvfb-run -a -s "-screen 0 1280x900x24" \
+  scripts/with-keyring.sh cargo test -p valet-tests --test sso --locked -- --ignored --nocapture

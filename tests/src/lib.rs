@@ -11,6 +11,8 @@
 //! - [`api`]: the service's HTTP API called directly, for what the CLI does not show.
 //! - [`store`]: the three kinds of store, and reading objects back from them to compare bytes.
 //! - [`files`]: random test files and their digests.
+//! - [`oidc`]: a real OpenID Connect provider (node oidc-provider) and a real browser to sign
+//!   in with, for single sign-on.
 //!
 //! The binaries come from the same target dir as the test (`cargo build --bins` first; the
 //! test command in README.md does it).
@@ -21,6 +23,7 @@ pub mod cli;
 pub mod files;
 pub mod gcs;
 pub mod gui;
+pub mod oidc;
 pub mod seaweed;
 pub mod service;
 pub mod store;
