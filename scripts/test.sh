@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: installs what they need (Debian packages, Rust if missing, SeaweedFS), builds,
 # starts the test store, and runs unit and end-to-end tests inside a keyring session, then the
-# desktop app's UI tests and its real-webview test (scripts/test-gui.sh).
+# desktop app's UI tests and its real-webview test (scripts/test-gui.sh), and last the silent
+# install of its .deb on a managed computer (scripts/test-install.sh; root or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -17,4 +18,5 @@ echo "test store: $VALET_TEST_S3" >&2
 
 scripts/with-keyring.sh cargo test --workspace --locked -- --test-threads 2
 scripts/test-gui.sh
+scripts/test-install.sh
 echo "all tests passed in $(( $(date +%s) - started )) s" >&2

@@ -282,6 +282,14 @@ impl App {
 
     /// Saves a screenshot of the window as `path` (PNG).
     pub async fn screenshot(&self, path: &Path) {
+        // After the next paint: what the DOM holds now (a dialog just opened) is on screen.
+        self.client
+            .execute_async(
+                "const done = arguments[0]; requestAnimationFrame(() => requestAnimationFrame(() => done(null)));",
+                vec![],
+            )
+            .await
+            .expect("wait for a paint");
         let png = self.client.screenshot().await.expect("screenshot");
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
         if let Some(dir) = path.parent() {

@@ -800,8 +800,9 @@ async fn a_policy_locks_settings_watches_its_folder_and_is_followed_live() {
 
 /// A managed computer (policy: enrollment, no sign-in screen) enrolls by itself at the first
 /// start and reaches the main window with no setup screen; a file dropped into the policy's
-/// folder arrives verified. Revoked by an administrator, it stops: after a restart the
-/// waiting screen says the device was revoked, and no upload goes out.
+/// folder arrives verified. Revoked by an administrator while a file is on its way, it stops:
+/// the row says the device was revoked and nothing reaches the store; after a restart the
+/// waiting screen says so, and no upload goes out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Xvfb, tauri-driver and the app built with its UI: run scripts/test-gui.sh"]
 async fn a_managed_computer_enrolls_by_itself_and_stops_when_revoked() {
@@ -831,6 +832,7 @@ async fn a_managed_computer_enrolls_by_itself_and_stops_when_revoked() {
             "server": service.url,
             "sign_in": { "mode": "enrollment", "enrollment_secret": secret, "allow_sign_in_screen": false },
             "watched_folders": [{ "path": managed, "to": "inbox", "settle_seconds": 1 }],
+            "limits": { "bandwidth": "4 MiB" },
             "locked": ["server", "sign_out", "watched_folders"]
         })
         .to_string(),
@@ -858,9 +860,15 @@ async fn a_managed_computer_enrolls_by_itself_and_stops_when_revoked() {
         format!("users/{account}/inbox/report.pdf")
     );
     app.screenshot(&screenshot("enrolled.png")).await;
-    app.quit().await;
 
-    // Revoked while the app is closed: at the next start it says so, and sends nothing.
+    // Revoked while a file is on its way (4 MiB/s): the upload stops with the reason, and the
+    // object never appears in the store.
+    std::fs::write(managed.join("big.iso"), noise(40 * MIB as usize, 13)).unwrap();
+    app.wait_for("big.iso under way", Duration::from_secs(30), async |app| {
+        let row = app.row("big.iso").await?;
+        (row["bytesDone"].as_u64()? >= 4 * MIB).then_some(())
+    })
+    .await;
     let id = devices[0]["id"].as_str().unwrap();
     let out =
         tokio::task::block_in_place(|| service.admin(&["device", "revoke", id]).output()).unwrap();
@@ -869,6 +877,22 @@ async fn a_managed_computer_enrolls_by_itself_and_stops_when_revoked() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    app.wait_state("big.iso", "failed", Duration::from_secs(60))
+        .await;
+    let shown = app.text(r#"li.transfer[data-name="big.iso"]"#).await;
+    assert!(
+        shown.contains("this device was revoked by an administrator"),
+        "{shown}"
+    );
+    assert_eq!(
+        stored(&service, &format!("users/{account}/inbox/big.iso")),
+        None,
+        "nothing of it in the store"
+    );
+    app.screenshot(&screenshot("revoked.png")).await;
+    app.quit().await;
+
+    // At the next start it says so, and sends nothing.
     std::fs::write(managed.join("late.pdf"), noise(MIB as usize, 12)).unwrap();
     let app = App::start(data.path(), &env).await;
     let shown = app
@@ -884,9 +908,6 @@ async fn a_managed_computer_enrolls_by_itself_and_stops_when_revoked() {
         .iter()
         .filter(|e| e["event"] == "upload_created")
         .count();
-    assert_eq!(
-        created, 1,
-        "nothing uploaded after the revocation: {audit:?}"
-    );
+    assert_eq!(created, 2, "nothing begun after the revocation: {audit:?}");
     app.quit().await;
 }
