@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use valet_engine::policy::{LivePolicy, PolicyState, Setting, SignInMode, UploadRules};
 use valet_engine::transfers::Transfers;
-use valet_engine::{Engine, Journal, RateLimit, SecretStore, SecretString, Session, SignIn};
+use valet_engine::{
+    Engine, Journal, RateLimit, SecretStore, SecretString, Session, SignIn, SsoParams, SsoSignIn,
+};
 
 use crate::dto::{PolicyInfo, SessionInfo, Settings, UiError, WatchStatus};
 use crate::{policy, settings};
@@ -33,6 +35,9 @@ pub struct AppState {
     /// The watched folders' watches (desktop only), running while signed in.
     #[cfg(desktop)]
     watches: crate::watching::Watches,
+    /// A single sign-on waiting for the browser: the task that finishes it. A new one, or a
+    /// cancel, ends it (and its loopback listener).
+    sso: Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
 }
 
 impl AppState {
@@ -61,6 +66,7 @@ impl AppState {
             problem: Mutex::new(None),
             #[cfg(desktop)]
             watches: crate::watching::Watches::default(),
+            sso: Mutex::new(None),
         };
         state.apply_proxy();
         let restored = match Session::saved(&state.data_dir, state.keyring.clone()) {
@@ -181,19 +187,7 @@ impl AppState {
         user: &str,
         password: SecretString,
     ) -> Result<SessionInfo, UiError> {
-        let state = self.policy_state();
-        if let Some(theirs) = state.policy.as_deref().and_then(|p| p.server.as_deref())
-            && state.is_locked(Setting::Server)
-            && theirs.trim_end_matches('/') != server.trim().trim_end_matches('/')
-        {
-            return Err(UiError::new(
-                "locked",
-                format!(
-                    "this computer signs in to {theirs} only (`server` is locked by the policy {})",
-                    state.origin.as_deref().unwrap_or("in force")
-                ),
-            ));
-        }
+        self.refuse_other_server(server)?;
         if user.trim().is_empty() {
             return Err(UiError::new("invalid", "Enter your account name."));
         }
@@ -208,6 +202,74 @@ impl AppState {
         self.start(session)?;
         *lock(&self.problem) = None;
         Ok(self.session_info())
+    }
+
+    /// A server the policy does not allow (`server` locked to another) is refused.
+    fn refuse_other_server(&self, server: &str) -> Result<(), UiError> {
+        let state = self.policy_state();
+        if let Some(theirs) = state.policy.as_deref().and_then(|p| p.server.as_deref())
+            && state.is_locked(Setting::Server)
+            && theirs.trim_end_matches('/') != server.trim().trim_end_matches('/')
+        {
+            return Err(UiError::new(
+                "locked",
+                format!(
+                    "this computer signs in to {theirs} only (`server` is locked by the policy {})",
+                    state.origin.as_deref().unwrap_or("in force")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Prepares a single sign-on with `server`: the provider the policy names
+    /// (`sign_in.sso`), else the one the service names. The caller opens the browser and
+    /// hands the rest to [`Self::await_sso`].
+    pub async fn begin_sso(&self, server: &str) -> Result<SsoSignIn, UiError> {
+        self.refuse_other_server(server)?;
+        let server = server.trim();
+        if server.is_empty() {
+            return Err(UiError::new("invalid", "Enter the service address."));
+        }
+        let sso = self
+            .policy_state()
+            .policy
+            .as_deref()
+            .and_then(|p| p.sign_in.sso.as_ref())
+            .map(SsoParams::from);
+        let params = match sso {
+            Some(params) => params,
+            None => SsoParams::from_service(server).await?,
+        };
+        Ok(SsoSignIn::start(server, &params, self.keyring.clone(), &self.data_dir).await?)
+    }
+
+    /// Waits for the browser's answer to `sign_in`, then starts the transfer list as after a
+    /// password sign-in.
+    pub async fn await_sso(&self, sign_in: SsoSignIn) -> Result<(), UiError> {
+        let session = sign_in.finish(valet_engine::SSO_TIMEOUT).await?;
+        tracing::info!(
+            user = session.user().unwrap_or_default(),
+            "signed in through single sign-on"
+        );
+        self.start(session)?;
+        *lock(&self.problem) = None;
+        Ok(())
+    }
+
+    /// Keeps `task` as the single sign-on under way, ending the one before.
+    pub fn set_sso_task(&self, task: tauri::async_runtime::JoinHandle<()>) {
+        if let Some(before) = lock(&self.sso).replace(task) {
+            before.abort();
+        }
+    }
+
+    /// Ends the single sign-on under way; whether there was one.
+    pub fn cancel_sso(&self) -> bool {
+        lock(&self.sso).take().is_some_and(|task| {
+            task.abort();
+            true
+        })
     }
 
     /// Pauses every upload (they resume after the next sign-in), revokes the sign-in on the

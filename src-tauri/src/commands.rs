@@ -3,12 +3,14 @@
 
 use std::path::PathBuf;
 
-use tauri::{AppHandle, State};
+use tauri::{AppHandle, Manager as _, State};
+use tauri_specta::Event as _;
 use valet_engine::SecretString;
 
 use crate::app::AppState;
 use crate::dto::{
-    AddResult, AppInfo, PolicyInfo, SessionInfo, Settings, TransfersChanged, UiError, WatchStatus,
+    AddResult, AppInfo, PolicyInfo, SessionChanged, SessionInfo, Settings, SsoFinished,
+    TransfersChanged, UiError, WatchStatus,
 };
 use crate::{diagnostics, logging, platform};
 
@@ -31,6 +33,49 @@ pub async fn sign_in(
     state
         .sign_in(&server, &user, SecretString::from(password))
         .await
+}
+
+/// Starts a single sign-on with `server`: opens the organisation's sign-in page in the
+/// browser and answers its address (shown too, for a computer whose browser did not open).
+/// The outcome arrives as [`SsoFinished`] (and [`SessionChanged`] when signed in).
+#[tauri::command]
+#[specta::specta]
+pub async fn sso_start(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    server: String,
+) -> Reply<String> {
+    let sign_in = state.begin_sso(&server).await?;
+    let url = sign_in.authorization_url().to_string();
+    platform::open_in_browser(&url);
+    let handle = app.clone();
+    let task = tauri::async_runtime::spawn(async move {
+        let state = handle.state::<AppState>();
+        let problem = state.await_sso(sign_in).await.err().map(|e| {
+            tracing::warn!(code = %e.code, "single sign-on did not complete: {}", e.message);
+            e.message
+        });
+        let signed_in = problem.is_none();
+        let told = SsoFinished { problem }.emit(&handle).and_then(|()| {
+            if signed_in {
+                SessionChanged(state.session_info()).emit(&handle)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = told {
+            tracing::debug!(error = %e, "the UI is not listening");
+        }
+    });
+    state.set_sso_task(task);
+    Ok(url)
+}
+
+/// Ends the single sign-on under way (the person pressed Cancel).
+#[tauri::command]
+#[specta::specta]
+pub fn sso_cancel(state: State<'_, AppState>) -> bool {
+    state.cancel_sso()
 }
 
 #[tauri::command]

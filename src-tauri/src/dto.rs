@@ -329,6 +329,14 @@ pub struct AppInfo {
 #[derive(Debug, Clone, Serialize, Type, tauri_specta::Event)]
 pub struct SessionChanged(pub SessionInfo);
 
+/// A single sign-on ended: signed in (`problem` is `None`; a [`SessionChanged`] follows), or
+/// why not.
+#[derive(Debug, Clone, Serialize, Type, tauri_specta::Event)]
+#[serde(rename_all = "camelCase")]
+pub struct SsoFinished {
+    pub problem: Option<String>,
+}
+
 /// The machine's policy as the UI shows it (`docs/POLICY.md`).
 #[derive(Debug, Clone, Serialize, Type, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
@@ -343,8 +351,11 @@ pub struct PolicyInfo {
     /// The service the policy names.
     pub server: Option<String>,
     pub server_locked: bool,
-    /// `false`: the sign-in screen is not shown; the organisation signs this computer in.
+    /// `false`: the sign-in screen is not shown; the organisation signs this computer in (or,
+    /// with `sso`, the browser opens by itself).
     pub sign_in_screen: bool,
+    /// People sign in through the organisation's single sign-on (`sign_in.mode = "sso"`).
+    pub sso: bool,
     pub sign_out_locked: bool,
     /// The policy's watched folders: always watched, not the person's to change.
     pub folders: Vec<WatchedFolder>,

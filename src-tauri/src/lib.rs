@@ -35,6 +35,8 @@ pub fn bindings() -> tauri_specta::Builder<tauri::Wry> {
         .commands(tauri_specta::collect_commands![
             session_info,
             sign_in,
+            sso_start,
+            sso_cancel,
             sign_out,
             add_paths,
             pick_and_add,
@@ -61,7 +63,8 @@ pub fn bindings() -> tauri_specta::Builder<tauri::Wry> {
             dto::TransfersChanged,
             dto::SessionChanged,
             dto::WatchStatusChanged,
-            dto::PolicyChanged
+            dto::PolicyChanged,
+            dto::SsoFinished
         ])
         // Sizes and ids stay far below 2^53, where a JavaScript number is exact.
         .dangerously_cast_bigints_to_number()

@@ -213,6 +213,14 @@ mod desktop {
             .write_text(text)
             .map_err(|e| UiError::new("clipboard", format!("cannot copy: {e}")))
     }
+
+    /// Opens `url` in the system browser (single sign-on). A computer without one still has
+    /// the address on the screen, so a failure is only logged.
+    pub fn open_in_browser(url: &str) {
+        if let Err(e) = open::that_detached(url) {
+            tracing::info!(error = %e, "could not open a browser; the address is on the screen");
+        }
+    }
 }
 
 #[cfg(mobile)]
@@ -244,5 +252,10 @@ mod mobile {
 
     pub fn copy_text<R: Runtime>(_app: &AppHandle<R>, _text: String) -> Result<(), UiError> {
         Err(UiError::new("unsupported", "copy from the page instead"))
+    }
+
+    /// Mobile needs the opener plugin's in-app browser tab here (docs/MOBILE.md).
+    pub fn open_in_browser(_url: &str) {
+        tracing::info!("no browser to open on this platform yet; the address is on the screen");
     }
 }

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use valet_engine::policy::{Policy, PolicyFolder, PolicyState, Setting};
+use valet_engine::policy::{Policy, PolicyFolder, PolicyState, Setting, SignInMode};
 use valet_engine::watch;
 
 use crate::dto::{AfterUpload, PolicyInfo, PolicyProblem, Settings, UiError, WatchedFolder};
@@ -198,6 +198,7 @@ pub fn info(state: &PolicyState) -> PolicyInfo {
         server: p.and_then(|p| p.server.clone()),
         server_locked: locked(Setting::Server),
         sign_in_screen: p.is_none_or(|p| p.sign_in.allow_sign_in_screen),
+        sso: p.is_some_and(|p| p.sign_in.mode == SignInMode::Sso),
         sign_out_locked: locked(Setting::SignOut),
         folders: managed_folders(p).into_iter().map(|(f, _)| f).collect(),
         problem: state.error.as_ref().map(|e| PolicyProblem {

@@ -11,6 +11,7 @@ const policy: PolicyInfo = {
   server: "https://valet.example.com",
   serverLocked: true,
   signInScreen: true,
+  sso: false,
   signOutLocked: false,
   folders: [],
   problem: null,
@@ -45,6 +46,19 @@ describe("SignIn", () => {
     expect(body).toMatch(/<input id="server"[^>]*value="https:\/\/old.example.com"/);
     expect(body).not.toMatch(/<input id="server"[^>]*readonly/);
     expect(body).not.toContain("Set by your organisation");
+  });
+
+  test("without a policy, password and single sign-on are both offered", () => {
+    const body = html(null);
+    expect(body).toContain('id="password"');
+    expect(body).toContain("Sign in with single sign-on");
+  });
+
+  test("a policy of single sign-on offers only the organisation's sign-in page", () => {
+    const body = html({ ...policy, sso: true });
+    expect(body).not.toContain('id="password"');
+    expect(body).toMatch(/<button id="sso-button" type="submit"[^>]*>\s*Sign in with your organisation/);
+    expect(body).not.toContain("waiting for sign-in by your organisation");
   });
 
   test("when the policy hides the sign-in screen, it says the organisation signs in", () => {

@@ -8,6 +8,14 @@ import * as __TAURI_EVENT from "@tauri-apps/api/event";
 export const commands = {
 	sessionInfo: () => __TAURI_INVOKE<SessionInfo>("session_info"),
 	signIn: (server: string, user: string, password: string) => typedError<SessionInfo, UiError>(__TAURI_INVOKE("sign_in", { server, user, password })),
+	/**
+	 *  Starts a single sign-on with `server`: opens the organisation's sign-in page in the
+	 *  browser and answers its address (shown too, for a computer whose browser did not open).
+	 *  The outcome arrives as [`SsoFinished`] (and [`SessionChanged`] when signed in).
+	 */
+	ssoStart: (server: string) => typedError<string, UiError>(__TAURI_INVOKE("sso_start", { server })),
+	/**  Ends the single sign-on under way (the person pressed Cancel). */
+	ssoCancel: () => __TAURI_INVOKE<boolean>("sso_cancel"),
 	signOut: () => typedError<null, UiError>(__TAURI_INVOKE("sign_out")),
 	/**  Adds files and folders (recursively): what the drop zone and "Add files" both call. */
 	addPaths: (paths: string[], folder: string | null) => typedError<AddResult, UiError>(__TAURI_INVOKE("add_paths", { paths, folder })),
@@ -62,6 +70,7 @@ export const commands = {
 export const events = {
 	policyChanged: makeEvent<PolicyChanged, PolicyChanged>("policy-changed"),
 	sessionChanged: makeEvent<SessionChanged, SessionChanged>("session-changed"),
+	ssoFinished: makeEvent<SsoFinished, SsoFinished>("sso-finished"),
 	transfersChanged: makeEvent<TransfersChanged, TransfersChanged>("transfers-changed"),
 	watchStatusChanged: makeEvent<WatchStatusChanged, WatchStatusChanged>("watch-status-changed"),
 };
@@ -107,8 +116,13 @@ export type PolicyInfo = {
 	/**  The service the policy names. */
 	server: string | null,
 	serverLocked: boolean,
-	/**  `false`: the sign-in screen is not shown; the organisation signs this computer in. */
+	/**
+	 *  `false`: the sign-in screen is not shown; the organisation signs this computer in (or,
+	 *  with `sso`, the browser opens by itself).
+	 */
 	signInScreen: boolean,
+	/**  People sign in through the organisation's single sign-on (`sign_in.mode = "sso"`). */
+	sso: boolean,
 	signOutLocked: boolean,
 	/**  The policy's watched folders: always watched, not the person's to change. */
 	folders: WatchedFolder[],
@@ -164,6 +178,14 @@ export type Settings = {
 	startAtLogin: boolean,
 	/**  Folders whose new files are uploaded by themselves (desktop only). */
 	watchedFolders: WatchedFolder[],
+};
+
+/**
+ *  A single sign-on ended: signed in (`problem` is `None`; a [`SessionChanged`] follows), or
+ *  why not.
+ */
+export type SsoFinished = {
+	problem: string | null,
 };
 
 /**  Where a file is on its way. */

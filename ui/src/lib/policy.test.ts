@@ -9,6 +9,7 @@ const none: PolicyInfo = {
   server: null,
   serverLocked: false,
   signInScreen: true,
+  sso: false,
   signOutLocked: false,
   folders: [],
   problem: null,
@@ -55,5 +56,7 @@ describe("policy", () => {
     expect(waitsForOrganisation(null)).toBe(false);
     expect(waitsForOrganisation(none)).toBe(false);
     expect(waitsForOrganisation({ ...managed, signInScreen: false })).toBe(true);
+    // Single sign-on needs the person: the organisation's page opens instead of waiting.
+    expect(waitsForOrganisation({ ...managed, signInScreen: false, sso: true })).toBe(false);
   });
 });

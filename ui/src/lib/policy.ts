@@ -37,7 +37,10 @@ export function problemText(policy: PolicyInfo | null): string | null {
   return `Your organisation's policy has a problem: ${problem.message}. ${inForce}`;
 }
 
-/** Whether the sign-in form is replaced by "waiting for sign-in by your organisation". */
+/**
+ * Whether the sign-in form is replaced by "waiting for sign-in by your organisation". Not with
+ * single sign-on: a person signs in at the organisation's page, which opens by itself.
+ */
 export function waitsForOrganisation(policy: PolicyInfo | null): boolean {
-  return policy !== null && !policy.signInScreen;
+  return policy !== null && !policy.signInScreen && !policy.sso;
 }
