@@ -9,7 +9,7 @@ packages=(build-essential pkg-config curl ca-certificates libdbus-1-dev dbus gno
           python3 python3-venv time procps psmisc file
           libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev libgtk-3-dev
           libayatana-appindicator3-dev librsvg2-dev libxdo-dev
-          xvfb xauth webkit2gtk-driver dbus-x11 at-spi2-core imagemagick)
+          xvfb xauth webkit2gtk-driver dbus-x11 at-spi2-core imagemagick rpm)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -22,12 +22,20 @@ fi
 
 [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error
 [ -d ui/node_modules ] || npm --prefix ui ci --no-audit --no-fund --loglevel=error
-rm -rf target/debug/bundle/deb
-npm run tauri -- build --debug --bundles deb
+rm -rf target/debug/bundle/deb target/debug/bundle/rpm
+npm run tauri -- build --debug --bundles deb,rpm
 debs=(target/debug/bundle/deb/*.deb)
 deb="$PWD/${debs[0]}"
 echo "package: $(basename "$deb") ($(du -h "$deb" | cut -f1)), $(dpkg-deb -f "$deb" Package) $(dpkg-deb -f "$deb" Version)" >&2
-cargo build -p valet-tests --tests --locked
+# The RPM is built and its contents checked; installing it needs an RPM-based system.
+rpms=(target/debug/bundle/rpm/*.rpm)
+rpm_files=$(rpm -qlp "${rpms[0]}" 2>/dev/null)
+for f in /usr/bin/valet-upload /usr/share/valet-upload/policy.schema.json \
+         /usr/share/valet-upload/policy.example.json "/usr/share/applications/Valet Upload.desktop"; do
+  grep -qxF "$f" <<<"$rpm_files" || { echo "test-install: the RPM lacks $f" >&2; exit 1; }
+done
+echo "package: $(basename "${rpms[0]}") ($(du -h "${rpms[0]}" | cut -f1)), contents checked" >&2
+cargo build -p valet-tests --test install --locked
 
 cleanup() {
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get purge -y -qq valet-upload >/dev/null || true
