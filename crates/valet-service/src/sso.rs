@@ -10,6 +10,7 @@
 //! - `aud` holds our client id, and `azp` is it when there are several audiences;
 //! - `exp`, `nbf` and `iat` with a small leeway for clock skew;
 //! - `nonce` is the one the client presented (a token replayed from another sign-in fails);
+//! - it was not traded before: each ID token starts one sign-in (`db::identities`);
 //! - with `username_claim = "email"`, `email_verified: false` is refused, and the domain must
 //!   be in `allowed_domains` when that is set.
 //!
@@ -120,6 +121,8 @@ pub struct Identity {
     pub subject: String,
     /// The `username_claim`'s value, which names the account on its first sign-in.
     pub name_claim: String,
+    /// When the token expires (`exp`): until then, it is remembered as spent.
+    pub expires_at: OffsetDateTime,
 }
 
 /// Clock skew allowed on `exp`, `nbf` and `iat`.
@@ -453,6 +456,8 @@ pub fn check(
         issuer: config.issuer.clone(),
         subject,
         name_claim: name_claim.to_owned(),
+        expires_at: OffsetDateTime::from_unix_timestamp(exp.saturating_add(leeway))
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
     })
 }
 

@@ -90,13 +90,16 @@ fn refusal(result: Result<Identity, Refusal>) -> String {
 #[test]
 fn a_good_token_names_its_subject_and_claim() {
     let p = provider();
-    let identity = p.check(&config(), &p.sign(&good_claims()), NONCE).unwrap();
+    let claims = good_claims();
+    let identity = p.check(&config(), &p.sign(&claims), NONCE).unwrap();
+    let exp = claims["exp"].as_i64().unwrap() + LEEWAY.as_secs() as i64;
     assert_eq!(
         identity,
         Identity {
             issuer: ISSUER.into(),
             subject: "248289761001".into(),
             name_claim: "Alice.Smith@Example.com".into(),
+            expires_at: OffsetDateTime::from_unix_timestamp(exp).unwrap(),
         }
     );
     // Several audiences are fine when azp is us.

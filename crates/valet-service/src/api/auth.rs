@@ -223,6 +223,21 @@ async fn sso_sign_in(
             });
         }
     };
+    if !db::identities::spend_id_token(
+        state.db(),
+        &auth::token_hash(id_token),
+        identity.expires_at,
+        now,
+    )
+    .await?
+    {
+        let why = "this ID token was already used to sign in; sign in again";
+        let mut entry = Entry::new(Event::SsoSignInFailed, now);
+        entry.client_addr = client;
+        entry.detail = Some(json!({ "reason": why, "subject": identity.subject }));
+        audit::record_or_warn(state.db(), &entry).await;
+        return Err(Failure::new(ErrorCode::InvalidCredentials, why));
+    }
     let known =
         db::identities::sign_in(state.db(), &identity.issuer, &identity.subject, now).await?;
     let (user, first) = match known {

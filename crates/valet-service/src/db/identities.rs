@@ -1,4 +1,5 @@
-//! Accounts made by single sign-on, bound to the provider's `(issuer, subject)`.
+//! Accounts made by single sign-on, bound to the provider's `(issuer, subject)`, and the ID
+//! tokens already spent.
 
 use sqlx::Row as _;
 use time::OffsetDateTime;
@@ -78,6 +79,29 @@ pub async fn create_account(
     Ok(chosen)
 }
 
+/// Marks the ID token with hash `token_hash` (valid until `expires_at`) used; false when it
+/// was already. Spent tokens past their expiry are forgotten on the way.
+pub async fn spend_id_token(
+    db: &Db,
+    token_hash: &str,
+    expires_at: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<bool, Error> {
+    sqlx::query("DELETE FROM used_id_tokens WHERE expires_at < ?")
+        .bind(to_millis(now))
+        .execute(db.pool())
+        .await?;
+    let spent = sqlx::query(
+        "INSERT INTO used_id_tokens (token_hash, expires_at) VALUES (?, ?)
+         ON CONFLICT (token_hash) DO NOTHING",
+    )
+    .bind(token_hash)
+    .bind(to_millis(expires_at))
+    .execute(db.pool())
+    .await?;
+    Ok(spent.rows_affected() == 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +140,16 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again, "alice-example.com-2");
+
+        let later = now + time::Duration::minutes(5);
+        assert!(spend_id_token(&db, "h1", later, now).await.unwrap());
+        assert!(
+            !spend_id_token(&db, "h1", later, now).await.unwrap(),
+            "once only"
+        );
+        // Once expired it is forgotten (the token itself is refused as expired by then).
+        let after = later + time::Duration::minutes(1);
+        assert!(spend_id_token(&db, "h1", after, after).await.unwrap());
         db.close().await;
     }
 }

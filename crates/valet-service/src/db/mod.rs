@@ -34,6 +34,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "identities",
         include_str!("migrations/0005_identities.sql"),
     ),
+    (
+        6,
+        "used id tokens",
+        include_str!("migrations/0006_used_id_tokens.sql"),
+    ),
 ];
 
 /// A handle on the database (cheap to clone).
