@@ -33,6 +33,14 @@ const provider = new Provider(issuer, {
     grant_types: ['authorization_code'],
     response_types: ['code'],
     redirect_uris: ['http://127.0.0.1/callback'],
+  }, {
+    // Another application of the same organisation: its ID tokens are not for Valet Upload.
+    client_id: 'other-app',
+    application_type: 'native',
+    token_endpoint_auth_method: 'none',
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    redirect_uris: ['http://127.0.0.1/callback'],
   }],
   jwks: { keys: [signingKey] },
   cookies: { keys: [randomBytes(32).toString('hex')] },

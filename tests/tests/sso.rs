@@ -10,7 +10,6 @@ use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use fantoccini::Locator;
 use serde_json::{Value, json};
 use valet_protocol::{ErrorCode, SsoInfo, TokenRequest, TokenResponse};
 use valet_tests::api::Api;
@@ -90,9 +89,40 @@ fn the_service_names_its_provider_and_refuses_tokens_it_cannot_trust() {
         assert_eq!(refused.code, ErrorCode::InvalidCredentials, "{refused:?}");
         assert!(refused.message.contains(wanted), "{wanted}: {refused:?}");
     }
-    let failed = sso_events(&service);
-    assert_eq!(failed.len(), cases.len(), "{failed:?}");
-    assert!(failed.iter().all(|e| e["event"] == "sso_sign_in_failed"));
+    // Real ID tokens of the provider: one for another application, one with another nonce,
+    // and a good one, which works once.
+    let trade = |id_token: &str, nonce: &str| {
+        api.post::<_, TokenResponse>(
+            "/auth/token",
+            &TokenRequest::IdToken {
+                id_token: id_token.into(),
+                nonce: nonce.into(),
+            },
+        )
+    };
+    let for_other_app = provider.id_token("other-app", "alice", "nonce-1");
+    let refused = trade(&for_other_app, "nonce-1").expect_err("another audience");
+    assert!(
+        refused
+            .message
+            .contains("audience is not this service's client id"),
+        "{refused:?}"
+    );
+    let good = provider.id_token(CLIENT_ID, "alice", "nonce-2");
+    let refused = trade(&good, "nonce-3").expect_err("another nonce");
+    assert!(refused.message.contains("nonce"), "{refused:?}");
+    let signed_in = trade(&good, "nonce-2").expect("a good ID token");
+    assert_eq!(signed_in.user, "alice.smith-example.com");
+    let refused = trade(&good, "nonce-2").expect_err("the same ID token again");
+    assert!(refused.message.contains("already used"), "{refused:?}");
+
+    let events = sso_events(&service);
+    let failed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "sso_sign_in_failed")
+        .collect();
+    assert_eq!(failed.len(), cases.len() + 3, "{events:?}");
+    assert_eq!(events.len(), cases.len() + 4, "one sso_sign_in: {events:?}");
 
     // A service without [sso] says so, and `valet login --sso` tells the person.
     let plain = Service::start(&store, ServiceOptions::default());
@@ -129,81 +159,6 @@ fn finished(mut child: Child, stderr: &Path) -> (Option<i32>, String) {
     (status.code(), std::fs::read_to_string(stderr).unwrap())
 }
 
-/// What the browser showed at the end of a sign-in on the loopback page.
-struct Landing {
-    /// The loopback URL, code and state included.
-    url: String,
-    title: String,
-    message: String,
-}
-
-/// Opens `url` and does what a person does at the provider's pages, as `login` (any password:
-/// the provider's development pages take any), until the browser is back on the loopback
-/// address. `cancel` clicks the login page's Cancel link instead.
-async fn browse(browser: &Browser, url: &str, login: &str, cancel: bool) -> Landing {
-    let client = &browser.client;
-    client.goto(url).await.expect("open the authorization URL");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut acted_on = String::new();
-    loop {
-        assert!(Instant::now() < deadline, "the browser never came back");
-        let here = client.current_url().await.unwrap().to_string();
-        if here.starts_with("http://127.0.0.1:") && here.contains("/callback") {
-            if let (Ok(title), Ok(message)) = (
-                client.find(Locator::Css("#title")).await,
-                client.find(Locator::Css("#message")).await,
-            ) {
-                return Landing {
-                    url: here,
-                    title: title.text().await.unwrap(),
-                    message: message.text().await.unwrap(),
-                };
-            }
-        } else if here != acted_on {
-            if let Ok(field) = client.find(Locator::Css("input[name=login]")).await {
-                if cancel {
-                    let link = client
-                        .find(Locator::XPath("//a[contains(., 'Cancel')]"))
-                        .await
-                        .expect("the login page's Cancel link");
-                    link.click().await.unwrap();
-                } else {
-                    field.send_keys(login).await.unwrap();
-                    client
-                        .find(Locator::Css("input[name=password]"))
-                        .await
-                        .unwrap()
-                        .send_keys("any password")
-                        .await
-                        .unwrap();
-                    client
-                        .find(Locator::Css("button[type=submit]"))
-                        .await
-                        .unwrap()
-                        .click()
-                        .await
-                        .unwrap();
-                }
-                acted_on = here;
-            } else if client
-                .find(Locator::Css("input[name=prompt][value=consent]"))
-                .await
-                .is_ok()
-            {
-                client
-                    .find(Locator::Css("button[type=submit]"))
-                    .await
-                    .unwrap()
-                    .click()
-                    .await
-                    .unwrap();
-                acted_on = here;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Xvfb and WebKitWebDriver: run scripts/test-gui.sh"]
 async fn a_person_signs_in_through_the_provider_in_a_real_browser_and_uploads() {
@@ -230,7 +185,7 @@ async fn a_person_signs_in_through_the_provider_in_a_real_browser_and_uploads() 
     let (child, stderr_path, url) = start_login(&valet);
     assert!(url.contains("code_challenge_method=S256"), "{url}");
     assert!(url.contains("nonce=") && url.contains("state="), "{url}");
-    let landing = browse(&browser, &url, "alice", false).await;
+    let landing = browser.sign_in_at(&url, "alice", false).await;
     let (code, stderr) = tokio::task::block_in_place(|| finished(child, &stderr_path));
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
@@ -266,7 +221,7 @@ async fn a_person_signs_in_through_the_provider_in_a_real_browser_and_uploads() 
     // so the browser may go straight back).
     let again = Valet::signed_out(&service.url);
     let (child, stderr_path, url) = start_login(&again);
-    let second = browse(&browser, &url, "alice", false).await;
+    let second = browser.sign_in_at(&url, "alice", false).await;
     let (code, stderr) = tokio::task::block_in_place(|| finished(child, &stderr_path));
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(second.title, "Signed in to Valet Upload");
@@ -279,7 +234,7 @@ async fn a_person_signs_in_through_the_provider_in_a_real_browser_and_uploads() 
     client_forgets_the_provider(&browser).await;
     let refused = Valet::signed_out(&service.url);
     let (child, stderr_path, url) = start_login(&refused);
-    let landing_refused = browse(&browser, &url, "mallory", false).await;
+    let landing_refused = browser.sign_in_at(&url, "mallory", false).await;
     let (code, stderr) = tokio::task::block_in_place(|| finished(child, &stderr_path));
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("not verified"), "{stderr}");
@@ -294,7 +249,7 @@ async fn a_person_signs_in_through_the_provider_in_a_real_browser_and_uploads() 
     client_forgets_the_provider(&browser).await;
     let cancelled = Valet::signed_out(&service.url);
     let (child, stderr_path, url) = start_login(&cancelled);
-    let landing_cancelled = browse(&browser, &url, "alice", true).await;
+    let landing_cancelled = browser.sign_in_at(&url, "alice", true).await;
     let (code, stderr) = tokio::task::block_in_place(|| finished(child, &stderr_path));
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
