@@ -137,3 +137,34 @@ pub struct Me {
     /// The object-key prefix under which all of this account's uploads land.
     pub prefix: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_id_token_grant_is_json_as_documented_and_never_debug_printed() {
+        let request = TokenRequest::IdToken {
+            id_token: "eyJhbGciOiJSUzI1NiJ9.e30.c2ln".into(),
+            nonce: "n-0S6".into(),
+        };
+        let json = serde_json::to_value(&request).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "grant_type": "id_token",
+                "id_token": "eyJhbGciOiJSUzI1NiJ9.e30.c2ln",
+                "nonce": "n-0S6"
+            })
+        );
+        assert_eq!(
+            serde_json::from_value::<TokenRequest>(json).unwrap(),
+            request
+        );
+        let shown = format!("{request:?}");
+        assert!(
+            !shown.contains("eyJ") && !shown.contains("n-0S6"),
+            "{shown}"
+        );
+    }
+}

@@ -21,19 +21,13 @@
 //! the redirect says whether the whole sign-in worked, not just the provider's part.
 //! Nothing secret (code, verifier, tokens, state, nonce) reaches a log or a `Debug` output.
 
-use std::convert::Infallible;
+mod loopback;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::StatusCode;
 use oauth2::basic::{
     BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
     BasicTokenType,
@@ -41,16 +35,16 @@ use oauth2::basic::{
 use oauth2::{
     AuthUrl, AuthorizationCode, Client, ClientId, CsrfToken, EndpointNotSet, EndpointSet,
     ExtraTokenFields, HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
-    RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse, TokenResponse as _,
-    TokenUrl,
+    RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse, TokenUrl,
 };
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use url::Url;
 use valet_protocol::{ErrorCode, SsoInfo, TokenRequest};
 
+use self::loopback::{AbortOnDrop, Callback, Page, read_callback, serve};
 use super::{Auth, SecretStore, Session, blocking};
 use crate::error::{Error, Result};
 use crate::http::{self, MAX_REPLY_BYTES};
@@ -309,9 +303,10 @@ impl SsoSignIn {
                     "the sign-in provider answered {error}{}",
                     description.map(|d| format!(": {d}")).unwrap_or_default()
                 ))),
-                Callback::Code(code) => {
-                    let verifier = verifier.take().expect("one code per sign-in");
-                    match exchange(&oauth, &http, code, verifier).await {
+                // The loop ends after the first code, so the verifier is always there.
+                Callback::Code(code) => match verifier.take() {
+                    None => Err(Error::Sso("a second answer to one sign-in".into())),
+                    Some(verifier) => match exchange(&oauth, &http, code, verifier).await {
                         Ok(id_token) => {
                             let request = TokenRequest::IdToken {
                                 id_token,
@@ -327,8 +322,8 @@ impl SsoSignIn {
                             .await
                         }
                         Err(e) => Err(e),
-                    }
-                }
+                    },
+                },
             };
             let page = match &outcome {
                 Ok(_) => Page::signed_in(),
@@ -406,8 +401,7 @@ async fn exchange(
                 RequestTokenError::Other(why) => format!("the provider's token endpoint: {why}"),
             })
         })?;
-    // The access token is the provider's, for the provider: not kept.
-    let _ = tokens.access_token();
+    // Only the ID token is used: the provider's access token is for the provider, not kept.
     Ok(tokens.extra_fields().id_token.clone())
 }
 
@@ -436,175 +430,6 @@ async fn send(http: reqwest::Client, request: HttpRequest) -> Result<HttpRespons
     Ok(answer)
 }
 
-/// What came back to the loopback address.
-#[derive(Debug, PartialEq, Eq)]
-enum Callback {
-    /// No state, or another sign-in's.
-    Stray,
-    /// The provider said no (RFC 6749 §4.1.2.1).
-    Refused {
-        error: String,
-        description: Option<String>,
-    },
-    /// The authorization code.
-    Code(String),
-}
-
-fn read_callback(query: &[(String, String)], state: &str) -> Callback {
-    let get = |name: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    // Compared in full; a timing difference would tell an attacker on this machine nothing
-    // they could use before the sign-in ends.
-    if get("state").as_deref() != Some(state) {
-        return Callback::Stray;
-    }
-    if let Some(error) = get("error") {
-        return Callback::Refused {
-            error,
-            description: get("error_description"),
-        };
-    }
-    match get("code").filter(|c| !c.is_empty()) {
-        Some(code) => Callback::Code(code),
-        None => Callback::Refused {
-            error: "no code".into(),
-            description: None,
-        },
-    }
-}
-
-/// One answer from the browser, waiting for the page to show.
-struct Answer {
-    query: Vec<(String, String)>,
-    reply: oneshot::Sender<Page>,
-}
-
-/// The page the browser shows after the redirect.
-struct Page {
-    status: StatusCode,
-    html: String,
-}
-
-impl Page {
-    fn signed_in() -> Self {
-        Self::new(
-            StatusCode::OK,
-            "Signed in to Valet Upload",
-            "You can close this tab.",
-        )
-    }
-
-    fn error(status: StatusCode, message: &str) -> Self {
-        Self::new(status, "Sign-in to Valet Upload failed", message)
-    }
-
-    fn new(status: StatusCode, title: &str, message: &str) -> Self {
-        let html = format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\
-             <body><h1 id=\"title\">{title}</h1><p id=\"message\">{}</p></body></html>",
-            escape_html(message)
-        );
-        Self { status, html }
-    }
-}
-
-fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// Serves the loopback address: `GET /callback` is handed to [`SsoSignIn::finish`], which
-/// picks the page; anything else is 404. One request per connection, so a connection that
-/// carried the answer closes once its page is sent, and `flushed` says so.
-async fn serve(listener: TcpListener, answers: mpsc::Sender<Answer>, flushed: mpsc::Sender<()>) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::debug!(error = %e, "loopback accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let answers = answers.clone();
-        let flushed = flushed.clone();
-        tokio::spawn(async move {
-            let carried = Arc::new(AtomicBool::new(false));
-            let carried_here = carried.clone();
-            let service = service_fn(move |request: Request<Incoming>| {
-                let answers = answers.clone();
-                let carried = carried_here.clone();
-                async move { Ok::<_, Infallible>(respond(request, &answers, &carried).await) }
-            });
-            let _ = http1::Builder::new()
-                .keep_alive(false)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if carried.load(Ordering::SeqCst) {
-                let _ = flushed.send(()).await;
-            }
-        });
-    }
-}
-
-async fn respond(
-    request: Request<Incoming>,
-    answers: &mpsc::Sender<Answer>,
-    carried: &AtomicBool,
-) -> Response<Full<Bytes>> {
-    let page = if request.method() != hyper::Method::GET || request.uri().path() != "/callback" {
-        Page::error(
-            StatusCode::NOT_FOUND,
-            "This address only receives the answer of a sign-in.",
-        )
-    } else {
-        let query =
-            url::form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
-                .into_owned()
-                .collect();
-        let (reply, page) = oneshot::channel();
-        let gone = || Page::error(StatusCode::GONE, "This sign-in is over; start it again.");
-        if answers.send(Answer { query, reply }).await.is_err() {
-            gone()
-        } else {
-            let page = page.await.unwrap_or_else(|_| gone());
-            carried.store(true, Ordering::SeqCst);
-            page
-        }
-    };
-    let mut response = Response::new(Full::new(Bytes::from(page.html)));
-    *response.status_mut() = page.status;
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    // The URL held a code: keep it out of caches and other sites' referrers.
-    response.headers_mut().insert(
-        hyper::header::CACHE_CONTROL,
-        hyper::header::HeaderValue::from_static("no-store"),
-    );
-    response.headers_mut().insert(
-        hyper::header::REFERRER_POLICY,
-        hyper::header::HeaderValue::from_static("no-referrer"),
-    );
-    response
-}
-
-/// Stops the loopback server however `finish` ends (returned, failed, or dropped).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 fn humanize(d: Duration) -> String {
     match d.as_secs() {
         s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
@@ -613,137 +438,4 @@ fn humanize(d: Duration) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn only_this_sign_ins_state_is_read() {
-        assert_eq!(
-            read_callback(&query(&[("code", "c1"), ("state", "s1")]), "s1"),
-            Callback::Code("c1".into())
-        );
-        assert_eq!(
-            read_callback(&query(&[("code", "c1"), ("state", "other")]), "s1"),
-            Callback::Stray
-        );
-        assert_eq!(
-            read_callback(&query(&[("code", "c1")]), "s1"),
-            Callback::Stray
-        );
-        assert_eq!(
-            read_callback(
-                &query(&[
-                    ("error", "access_denied"),
-                    ("error_description", "End-User aborted interaction"),
-                    ("state", "s1")
-                ]),
-                "s1"
-            ),
-            Callback::Refused {
-                error: "access_denied".into(),
-                description: Some("End-User aborted interaction".into())
-            }
-        );
-    }
-
-    /// A sign-in waiting on loopback, its provider never called (the answers below need none).
-    async fn waiting() -> (SsoSignIn, String) {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
-        let callback = format!("http://{}/callback", listener.local_addr().unwrap());
-        let oauth: OidcClient = Client::new(ClientId::new("valet-upload".into()))
-            .set_auth_uri(AuthUrl::new("https://id.invalid/auth".into()).unwrap())
-            .set_token_uri(TokenUrl::new("https://id.invalid/token".into()).unwrap())
-            .set_redirect_uri(RedirectUrl::new(callback.clone()).unwrap());
-        let sign_in = SsoSignIn {
-            server: Url::parse("http://127.0.0.1:9/").unwrap(),
-            authorization_url: Url::parse("https://id.invalid/auth").unwrap(),
-            oauth,
-            verifier: PkceCodeVerifier::new("v".repeat(43)),
-            state: CsrfToken::new("the-state".into()),
-            nonce: CsrfToken::new("the-nonce".into()),
-            listener,
-            http: http::service_client(),
-            keyring: Arc::new(super::super::MemoryKeyring::default()),
-            data_dir: std::env::temp_dir(),
-        };
-        (sign_in, callback)
-    }
-
-    #[tokio::test]
-    async fn a_stray_answer_is_refused_and_a_cancel_ends_the_sign_in() {
-        let (sign_in, callback) = waiting().await;
-        let finish = tokio::spawn(sign_in.finish(Duration::from_secs(30)));
-        let browser = reqwest::Client::new();
-        let stray = browser
-            .get(format!("{callback}?code=stolen&state=guessed"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(stray.status(), 400);
-        assert!(stray.text().await.unwrap().contains("does not belong"));
-        let other = browser
-            .get(callback.replace("/callback", "/favicon.ico"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(other.status(), 404);
-        assert!(
-            !finish.is_finished(),
-            "a stray answer does not end the sign-in"
-        );
-        let cancelled = browser
-            .get(format!(
-                "{callback}?error=access_denied&error_description=End-User+aborted&state=the-state"
-            ))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(cancelled.status(), 400);
-        assert!(cancelled.text().await.unwrap().contains("cancelled"));
-        let error = finish.await.unwrap().unwrap_err();
-        assert!(matches!(error, Error::SsoCancelled(_)), "{error}");
-        assert_eq!(error.code(), "sso_cancelled");
-        assert!(error.to_string().contains("End-User aborted"), "{error}");
-    }
-
-    #[tokio::test]
-    async fn no_answer_in_time_is_a_clear_error() {
-        let (sign_in, _) = waiting().await;
-        let error = sign_in
-            .finish(Duration::from_millis(200))
-            .await
-            .unwrap_err();
-        assert_eq!(error.code(), "sso_failed");
-        assert!(
-            error.to_string().contains("no answer from the browser"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn pages_escape_what_they_show() {
-        let page = Page::error(StatusCode::BAD_REQUEST, "<script>x</script> & \"y\"");
-        assert!(
-            page.html
-                .contains("&lt;script&gt;x&lt;/script&gt; &amp; &quot;y&quot;")
-        );
-        assert!(!page.html.contains("<script>"));
-    }
-
-    #[test]
-    fn scopes_always_hold_openid_once() {
-        let params = SsoParams {
-            issuer: "https://id.example.com".into(),
-            client_id: "valet-upload".into(),
-            scopes: vec!["email".into(), "openid".into(), "email".into()],
-        };
-        assert_eq!(params.scopes(), ["openid", "email"]);
-    }
-}
+mod tests;
