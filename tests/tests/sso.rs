@@ -137,10 +137,25 @@ fn the_service_names_its_provider_and_refuses_tokens_it_cannot_trust() {
     assert!(stderr.contains("has no single sign-on"), "{stderr}");
 }
 
-/// `valet login --sso --no-browser` started in the background, and the address it printed.
-fn start_login(valet: &Valet) -> (Child, std::path::PathBuf, String) {
-    let (child, stderr) =
-        valet.spawn(&["login", "--sso", "--server", valet.server(), "--no-browser"]);
+/// `valet login --sso --no-browser` started in the background, and the address it printed:
+/// with `--server`, or with `policy` naming the service and the provider.
+fn start_login(valet: &Valet, policy: Option<&Path>) -> (Child, std::path::PathBuf, String) {
+    let stderr = valet
+        .data_dir()
+        .join(format!("{}.log", valet_tests::random_name("login")));
+    let mut command = match policy {
+        Some(policy) => {
+            let mut command = valet.command(&["login", "--sso", "--no-browser"]);
+            command.env("VALET_POLICY", policy);
+            command
+        }
+        None => valet.command(&["login", "--sso", "--server", valet.server(), "--no-browser"]),
+    };
+    let child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .expect("spawn valet login --sso");
     let url = valet_tests::wait_for("the address to open", Duration::from_secs(30), || {
         std::fs::read_to_string(&stderr).ok().and_then(|text| {
             text.lines()
@@ -182,7 +197,7 @@ async fn a_person_signs_in_through_the_provider_in_a_real_browser_and_uploads() 
 
     // First sign-in: the provider's login and consent pages, then the loopback page.
     let valet = Valet::signed_out(&service.url).log_level("debug");
-    let (child, stderr_path, url) = start_login(&valet);
+    let (child, stderr_path, url) = start_login(&valet, None);
     assert!(url.contains("code_challenge_method=S256"), "{url}");
     assert!(url.contains("nonce=") && url.contains("state="), "{url}");
     let landing = browser.sign_in_at(&url, "alice", false).await;
@@ -218,9 +233,28 @@ async fn a_person_signs_in_through_the_provider_in_a_real_browser_and_uploads() 
     );
 
     // Signing in again, elsewhere, finds the same account (the provider remembers the person,
-    // so the browser may go straight back).
+    // so the browser may go straight back). This machine has a policy naming the service and
+    // the provider; a password sign-in is refused there.
     let again = Valet::signed_out(&service.url);
-    let (child, stderr_path, url) = start_login(&again);
+    let policy = dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        json!({
+            "server": service.url,
+            "sign_in": { "mode": "sso", "sso": { "issuer": provider.issuer, "client_id": CLIENT_ID } }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = again
+        .command(&["login", "--server", &service.url, "--user", "alice"])
+        .env("VALET_POLICY", &policy)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("run `valet login --sso`"), "{stderr}");
+    let (child, stderr_path, url) = start_login(&again, Some(&policy));
     let second = browser.sign_in_at(&url, "alice", false).await;
     let (code, stderr) = tokio::task::block_in_place(|| finished(child, &stderr_path));
     assert_eq!(code, Some(0), "{stderr}");
@@ -233,7 +267,7 @@ async fn a_person_signs_in_through_the_provider_in_a_real_browser_and_uploads() 
     // A person whose email the provider has not verified is refused, and told why.
     client_forgets_the_provider(&browser).await;
     let refused = Valet::signed_out(&service.url);
-    let (child, stderr_path, url) = start_login(&refused);
+    let (child, stderr_path, url) = start_login(&refused, None);
     let landing_refused = browser.sign_in_at(&url, "mallory", false).await;
     let (code, stderr) = tokio::task::block_in_place(|| finished(child, &stderr_path));
     assert_eq!(code, Some(2), "{stderr}");
@@ -248,7 +282,7 @@ async fn a_person_signs_in_through_the_provider_in_a_real_browser_and_uploads() 
     // Cancelled at the provider's page.
     client_forgets_the_provider(&browser).await;
     let cancelled = Valet::signed_out(&service.url);
-    let (child, stderr_path, url) = start_login(&cancelled);
+    let (child, stderr_path, url) = start_login(&cancelled, None);
     let landing_cancelled = browser.sign_in_at(&url, "alice", true).await;
     let (code, stderr) = tokio::task::block_in_place(|| finished(child, &stderr_path));
     assert_eq!(code, Some(2), "{stderr}");
