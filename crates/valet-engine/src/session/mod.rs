@@ -154,8 +154,13 @@ impl Session {
         blocking(move || probe.0.get(&probe.1).map(drop)).await?;
         let mut session = Self::new(server, Auth::Anonymous);
         let sent = Instant::now();
+        // An ID token works once: a retry after the service took it would only be refused.
+        let how = match request {
+            TokenRequest::IdToken { .. } => Call::ONCE,
+            _ => Call::RETRIED,
+        };
         let tokens: TokenResponse = session
-            .request(Method::POST, "v1/auth/token", Some(&request), false)
+            .call(Method::POST, "v1/auth/token", Some(&request), false, how)
             .await?;
         if tokens.user.is_empty() {
             return Err(Error::BadReply {
