@@ -240,6 +240,7 @@ impl Error {
                     | ErrorCode::Unauthenticated
                     | ErrorCode::TokenExpired
                     | ErrorCode::TokenRevoked
+                    | ErrorCode::DeviceRevoked
             )
         )
     }

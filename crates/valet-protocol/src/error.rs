@@ -39,6 +39,9 @@ pub enum ErrorCode {
     TokenExpired,
     /// The token was revoked or its refresh token reused; sign in again (HTTP 401).
     TokenRevoked,
+    /// An administrator revoked this enrolled device: its sign-in ended, and it cannot enroll
+    /// again until they let it back in (HTTP 401).
+    DeviceRevoked,
     /// Too many attempts; wait and retry (HTTP 429).
     RateLimited,
     /// The upload does not exist or belongs to someone else (HTTP 404; the two are not told apart).
@@ -73,7 +76,8 @@ impl ErrorCode {
             Self::InvalidCredentials
             | Self::Unauthenticated
             | Self::TokenExpired
-            | Self::TokenRevoked => 401,
+            | Self::TokenRevoked
+            | Self::DeviceRevoked => 401,
             Self::NotFound => 404,
             Self::Conflict => 409,
             Self::TooLarge | Self::QuotaExceeded => 413,
@@ -93,6 +97,7 @@ impl ErrorCode {
             Self::Unauthenticated => "unauthenticated",
             Self::TokenExpired => "token_expired",
             Self::TokenRevoked => "token_revoked",
+            Self::DeviceRevoked => "device_revoked",
             Self::RateLimited => "rate_limited",
             Self::NotFound => "not_found",
             Self::Conflict => "conflict",

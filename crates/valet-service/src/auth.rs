@@ -272,12 +272,14 @@ pub(crate) async fn check_token(
             Some(family) => devices::is_revoked(db, family).await?,
             None => false,
         };
-        let message = if device_revoked {
-            "this device was revoked by an administrator; it can no longer upload"
+        return Err(if device_revoked {
+            Failure::new(
+                ErrorCode::DeviceRevoked,
+                "this device was revoked by an administrator; it can no longer upload",
+            )
         } else {
-            "token revoked; sign in again"
-        };
-        return Err(Failure::new(ErrorCode::TokenRevoked, message));
+            Failure::new(ErrorCode::TokenRevoked, "token revoked; sign in again")
+        });
     }
     if stored.expires_at.is_some_and(|e| e <= now) {
         return Err(Failure::new(ErrorCode::TokenExpired, "token expired"));

@@ -120,7 +120,8 @@ fn a_device_enrolls_from_the_policy_uploads_and_stops_when_revoked() {
         put.stderr
     );
     assert!(
-        put.stderr.contains("revoked by an administrator"),
+        put.stderr.contains("revoked by an administrator")
+            && put.stderr.contains("(device_revoked)"),
         "{}",
         put.stderr
     );

@@ -581,7 +581,8 @@ impl SignedIn {
     }
 }
 
-/// Answers to a refresh that mean "sign in again".
+/// Answers to a refresh that mean "sign in again". Not `device_revoked`: signing in again is
+/// no help there, so the service's own words (ask the administrator) go up as they are.
 fn is_sign_in_over(code: ErrorCode) -> bool {
     matches!(
         code,

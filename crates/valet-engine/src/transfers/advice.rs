@@ -28,6 +28,10 @@ pub fn advice(code: &str) -> &'static str {
         | "invalid_credentials" => {
             "Your sign-in ended. Sign in again, then press Retry: parts already stored are kept."
         }
+        "device_revoked" => {
+            "Your organisation withdrew this computer's access. Ask your IT administrator; \
+             nothing more is sent from here until they let it back in."
+        }
         "keyring_unavailable" | "keyring" => {
             "The system keyring, where your sign-in is kept, is locked or missing. Unlock it \
              (or sign in again), then press Retry."
@@ -91,6 +95,7 @@ mod tests {
             "unauthenticated",
             "token_expired",
             "token_revoked",
+            "device_revoked",
             "rate_limited",
             "too_large",
             "quota_exceeded",

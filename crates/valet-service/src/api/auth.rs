@@ -144,7 +144,7 @@ async fn enroll(
         entry.detail = Some(json!({ "revoked": true }));
         audit::record_or_warn(state.db(), &entry).await;
         return Err(Failure::new(
-            ErrorCode::TokenRevoked,
+            ErrorCode::DeviceRevoked,
             "this device was revoked by an administrator and cannot enroll again until they \
              let it back in",
         ));
