@@ -101,7 +101,8 @@ impl App {
             .expect("a WebDriver session on the app");
         let app = Self { client, driver };
         app.wait_for("the first screen", Duration::from_secs(30), async |app| {
-            app.exists("main, .sign-in, .app").await.then_some(())
+            // The sign-in screen or the main window; not the "Starting…" placeholder.
+            app.exists(".sign-in, .app").await.then_some(())
         })
         .await;
         app
@@ -137,9 +138,10 @@ impl App {
             .is_ok_and(|all| !all.is_empty())
     }
 
-    /// The `value` property of an input.
+    /// The `value` property of the input at `css`, when there is one.
     pub async fn value(&self, css: &str) -> Option<String> {
-        self.find(css).await.prop("value").await.ok().flatten()
+        let input = self.client.find(Locator::Css(css)).await.ok()?;
+        input.prop("value").await.ok().flatten()
     }
 
     pub async fn text(&self, css: &str) -> String {

@@ -101,7 +101,9 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
 /// The endpoint of a store shared by every test, from the environment variable `var`
 /// (`VALET_TEST_S3`, …) when it is set and not empty.
 pub fn shared_endpoint(var: &str) -> Option<String> {
-    std::env::var(var).ok().filter(|endpoint| !endpoint.is_empty())
+    std::env::var(var)
+        .ok()
+        .filter(|endpoint| !endpoint.is_empty())
 }
 
 /// A store a test started for itself, with the folder it works in: killed and reaped when

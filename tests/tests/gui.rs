@@ -881,7 +881,8 @@ async fn a_managed_computer_enrolls_by_itself_and_stops_when_revoked() {
         .await;
     let shown = app.text(r#"li.transfer[data-name="big.iso"]"#).await;
     assert!(
-        shown.contains("this device was revoked by an administrator"),
+        shown.contains("this device was revoked by an administrator")
+            && shown.contains("Ask your IT administrator"),
         "{shown}"
     );
     assert_eq!(
@@ -909,5 +910,102 @@ async fn a_managed_computer_enrolls_by_itself_and_stops_when_revoked() {
         .filter(|e| e["event"] == "upload_created")
         .count();
     assert_eq!(created, 2, "nothing begun after the revocation: {audit:?}");
+    app.quit().await;
+}
+
+/// Single sign-on in the app, as a policy sets it up (`sign_in.mode = "sso"`, no sign-in
+/// screen): at the first start the organisation's page opens by itself and its address is on
+/// the screen; a person signs in there in a real browser (MiniBrowser, a second WebDriver
+/// session) against a real OpenID Connect provider, and the app goes on to the main window by
+/// itself. A file uploads under the account the service made for that person, and the next
+/// start is signed in silently from the keyring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Xvfb, tauri-driver and the app built with its UI: run scripts/test-gui.sh"]
+async fn a_person_signs_in_with_single_sign_on_from_the_app() {
+    use valet_tests::oidc::{Browser, CLIENT_ID, OidcProvider};
+    let _one_app = ONE_APP.lock().await;
+    valet_tests::install_tls_provider();
+    let (_store, provider, service) = tokio::task::block_in_place(|| {
+        let store = SeaweedFs::shared_or_start();
+        let provider = OidcProvider::start(&json!({
+            "carol": { "email": "Carol@Example.org", "email_verified": true }
+        }));
+        let service = Service::start(
+            &store,
+            ServiceOptions {
+                extra_config: provider.service_config(),
+                ..ServiceOptions::default()
+            },
+        );
+        (store, provider, service)
+    });
+    let data = tempfile::tempdir().unwrap();
+    let policy_dir = tempfile::tempdir().unwrap();
+    let policy_file = policy_dir.path().join("policy.json");
+    write_policy(
+        &policy_file,
+        &json!({
+            "server": service.url,
+            "sign_in": {
+                "mode": "sso",
+                "sso": { "issuer": provider.issuer, "client_id": CLIENT_ID },
+                "allow_sign_in_screen": false
+            },
+            "locked": ["server"]
+        })
+        .to_string(),
+    );
+    let env = [("VALET_POLICY", policy_file.to_str().unwrap())];
+
+    let app = App::start(data.path(), &env).await;
+    let url = app
+        .wait_for(
+            "the sign-in page's address",
+            Duration::from_secs(30),
+            async |app| app.value("#sso-url").await.filter(|u| !u.is_empty()),
+        )
+        .await;
+    assert!(
+        url.starts_with(&provider.issuer) && url.contains("code_challenge_method=S256"),
+        "{url}"
+    );
+    assert!(!app.exists("#password").await, "no password form");
+    app.screenshot(&screenshot("sso-waiting.png")).await;
+
+    let browser = Browser::start().await;
+    let landing = browser.sign_in_at(&url, "carol", false).await;
+    assert_eq!(
+        landing.title, "Signed in to Valet Upload",
+        "{}",
+        landing.message
+    );
+    app.wait_for("the main window", Duration::from_secs(30), async |app| {
+        app.exists("#drop-zone").await.then_some(())
+    })
+    .await;
+    browser.quit().await;
+
+    let files = tempfile::tempdir().unwrap();
+    let file = random_file(files.path(), "minutes.pdf", 2 * MIB, 31);
+    add(&app, &file).await;
+    app.wait_state("minutes.pdf", "verified", Duration::from_secs(60))
+        .await;
+    let row = check_stored(&app, &service, &file).await;
+    assert_eq!(
+        row["objectKey"], "users/carol-example.org/minutes.pdf",
+        "the account the service made for carol@example.org"
+    );
+    app.quit().await;
+
+    // The next start is signed in from the keyring: no browser, no sign-in page.
+    let app = App::start(data.path(), &env).await;
+    app.wait_for("the main window", Duration::from_secs(30), async |app| {
+        app.exists("#drop-zone").await.then_some(())
+    })
+    .await;
+    assert!(!app.exists("#sso-url").await);
+    let audit = tokio::task::block_in_place(|| service.audit());
+    let sso = audit.iter().filter(|e| e["event"] == "sso_sign_in").count();
+    assert_eq!(sso, 1, "one single sign-on: {audit:?}");
     app.quit().await;
 }
