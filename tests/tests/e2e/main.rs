@@ -21,6 +21,9 @@ mod no_keyring;
 /// Every store. A store that takes few parts gets larger parts than asked for; `valet` says so,
 /// follows the service's layout, and the assembled object is the file.
 mod part_size_fits_the_store;
+/// The policy's proxy carries the service's and the store's connections, and nothing goes
+/// around it.
+mod policy_proxy;
 /// The machine's policy: locked options refused, the largest file and the storage hosts
 /// enforced before a byte is sent, `valet policy check` naming the field.
 mod policy_rules;
