@@ -81,7 +81,8 @@ async fn the_installed_app_follows_the_machine_policy_with_no_setup_screen() {
             "watched_folders": [{ "path": scans, "to": "scans", "settle_seconds": 1 }],
             "limits": { "parallel_parts": 3, "bandwidth": "40 MiB" },
             "notifications": false,
-            "locked": ["server", "sign_out", "watched_folders", "parallel_parts", "bandwidth"]
+            "autostart": true,
+            "locked": ["server", "sign_out", "watched_folders", "parallel_parts", "bandwidth", "autostart"]
         })
         .to_string(),
     );
@@ -119,6 +120,23 @@ async fn the_installed_app_follows_the_machine_policy_with_no_setup_screen() {
         );
     }
 
+    // Started at every login, as the policy says: the desktop's autostart entry runs the
+    // installed app, minimized.
+    let autostart = home.path().join(".config/autostart");
+    let entry = app
+        .wait_for("the autostart entry", Duration::from_secs(10), async |_| {
+            let dir = std::fs::read_dir(&autostart).ok()?;
+            dir.flatten()
+                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                .find(|text| text.contains("[Desktop Entry]"))
+        })
+        .await;
+    assert!(
+        entry.contains(&format!("Exec={INSTALLED_APP} --minimized"))
+            || entry.contains(&format!("Exec=\"{INSTALLED_APP}\" --minimized")),
+        "{entry}"
+    );
+
     // The policy's settings, locked, and its folder, as the person sees them.
     app.click("#settings-button").await;
     app.wait_for(
@@ -131,6 +149,15 @@ async fn the_installed_app_follows_the_machine_policy_with_no_setup_screen() {
         },
     )
     .await;
+    let start_at_login = app.find("#start-at-login").await;
+    assert_eq!(
+        start_at_login.prop("checked").await.unwrap().as_deref(),
+        Some("true")
+    );
+    assert!(
+        start_at_login.attr("disabled").await.unwrap().is_some(),
+        "locked"
+    );
     for (css, shown) in [("#parallel-parts", "3"), ("#bandwidth-limit", "40")] {
         assert_eq!(app.value(css).await.as_deref(), Some(shown), "{css}");
         let input = app.find(css).await;
