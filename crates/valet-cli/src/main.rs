@@ -341,22 +341,27 @@ fn check_distinct_names(paths: &[PathBuf], to: Option<&str>) -> anyhow::Result<(
     Ok(())
 }
 
-/// The session: `VALET_SERVER` + `VALET_TOKEN` when set, else the saved sign-in.
-fn session(data_dir: &Path) -> anyhow::Result<Session> {
+/// The session: `VALET_SERVER` + `VALET_TOKEN` when set, else the saved sign-in; refused when
+/// the policy locks the service to another one.
+fn session(data_dir: &Path, policy: &PolicyState) -> anyhow::Result<Session> {
     let server = std::env::var("VALET_SERVER").ok().filter(|s| !s.is_empty());
     let token = std::env::var("VALET_TOKEN").ok().filter(|s| !s.is_empty());
-    match (server, token) {
-        (Some(server), Some(token)) => {
-            Ok(Session::with_api_token(&server, SecretString::from(token))?)
-        }
+    let session = match (server, token) {
+        (Some(server), Some(token)) => Session::with_api_token(&server, SecretString::from(token))?,
         (None, Some(_)) => anyhow::bail!("VALET_TOKEN is set but VALET_SERVER is not"),
-        _ => Ok(Session::saved(data_dir, Arc::new(OsKeyring))?),
+        _ => Session::saved(data_dir, Arc::new(OsKeyring))?,
+    };
+    if let Some(why) = policy.refuses_server(session.server().as_str()) {
+        anyhow::bail!(
+            "{why}: sign in there (`valet enroll`, `valet login --sso` or `valet login`)"
+        );
     }
+    Ok(session)
 }
 
 /// A working session (checked with the service) and the journal.
 async fn engine(data_dir: &Path, policy: &PolicyState) -> anyhow::Result<Engine> {
-    let session = session(data_dir)?;
+    let session = session(data_dir, policy)?;
     session.me().await.context("signing in")?;
     let journal = Journal::open_in(data_dir)?;
     let engine = Engine::new(session, journal);

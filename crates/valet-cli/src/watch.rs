@@ -73,7 +73,7 @@ pub async fn watch(
         let meta = std::fs::metadata(dir).with_context(|| format!("{}", dir.display()))?;
         anyhow::ensure!(meta.is_dir(), "{} is not a folder", dir.display());
     }
-    let mut session = crate::session(data_dir)?;
+    let mut session = crate::session(data_dir, policy)?;
     // The watch tries a failed file again itself, with backoff and without end: a service call
     // need not hold an upload slot for minutes first.
     session.set_retry_policy(RetryPolicy {

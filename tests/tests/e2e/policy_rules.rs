@@ -143,6 +143,24 @@ fn the_cli_follows_the_machine_policy() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // The organisation moves this machine to another service (locked): the sign-in with the
+    // old one is no longer used, and the person is told where to sign in.
+    let moved = dir.path().join("moved.json");
+    std::fs::write(
+        &moved,
+        r#"{ "server": "https://valet-new.example.com", "locked": ["server"] }"#,
+    )
+    .unwrap();
+    let run = with_policy(w.valet.command(&["put", "--json", &path(&small)]), &moved);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("now signs in to https://valet-new.example.com")
+            && run.stderr.contains("moved.json"),
+        "{}",
+        run.stderr
+    );
 }
 
 fn with_policy_output(mut command: Command, policy: &std::path::Path) -> std::process::Output {

@@ -37,6 +37,25 @@ impl PolicyState {
     pub fn is_locked(&self, setting: super::Setting) -> bool {
         self.policy.as_ref().is_some_and(|p| p.is_locked(setting))
     }
+
+    /// Why a sign-in with `server` may not be used here: the policy locks `server` to another
+    /// service (the organisation moved this machine). `None` when it may.
+    pub fn refuses_server(&self, server: &str) -> Option<String> {
+        let policy = self.policy.as_ref()?;
+        let theirs = policy.server_url()?;
+        let same = theirs.as_str().trim_end_matches('/') == server.trim().trim_end_matches('/');
+        (policy.is_locked(super::Setting::Server) && !same).then(|| {
+            format!(
+                "this computer now signs in to {} only (`server` is locked by the policy {}); \
+                 the sign-in with {} is not used",
+                crate::urls::redact(&theirs),
+                self.origin.as_deref().unwrap_or("in force"),
+                crate::urls::parse_server(server)
+                    .map(|s| crate::urls::redact(&s))
+                    .unwrap_or_else(|_| server.to_owned())
+            )
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize)]

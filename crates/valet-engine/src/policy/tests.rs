@@ -597,3 +597,31 @@ fn the_packaged_example_is_valid() {
     assert_eq!(policy.sign_in.mode, SignInMode::Enrollment);
     assert!(policy.is_locked(Setting::SignOut));
 }
+
+#[test]
+fn a_locked_server_refuses_sign_ins_with_another_service() {
+    let state = |json: &str| PolicyState {
+        policy: Some(std::sync::Arc::new(parse_json(json).unwrap())),
+        origin: Some("/etc/valet-upload/policy.json".into()),
+        error: None,
+    };
+    let locked = state(r#"{ "server": "https://new.example.com", "locked": ["server"] }"#);
+    assert_eq!(locked.refuses_server("https://new.example.com/"), None);
+    assert_eq!(locked.refuses_server("https://new.example.com"), None);
+    let why = locked
+        .refuses_server("https://old.example.com/")
+        .expect("another service is refused");
+    assert!(
+        why.contains("https://new.example.com")
+            && why.contains("https://old.example.com")
+            && why.contains("/etc/valet-upload/policy.json"),
+        "{why}"
+    );
+    // Not locked: the policy's server is only the default.
+    let open = state(r#"{ "server": "https://new.example.com" }"#);
+    assert_eq!(open.refuses_server("https://old.example.com/"), None);
+    assert_eq!(
+        PolicyState::default().refuses_server("https://x.example/"),
+        None
+    );
+}
