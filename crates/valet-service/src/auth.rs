@@ -134,19 +134,7 @@ pub async fn add_user(
 /// `ENROLLMENT-HOSTNAME`, the host name lower-cased with anything but a-z 0-9 - _ . made `-`.
 /// `None` when nothing of the name is left.
 pub fn device_account(enrollment: &str, device_name: &str) -> Option<String> {
-    let host: String = device_name
-        .trim()
-        .chars()
-        .map(|c| c.to_ascii_lowercase())
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let host = host.trim_matches(['-', '.']);
+    let host = names::user_name_part(device_name, usize::MAX);
     let name: String = format!("{enrollment}-{host}").chars().take(64).collect();
     (!host.is_empty() && names::is_valid_user_name(&name)).then_some(name)
 }

@@ -111,6 +111,25 @@ pub fn is_valid_user_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
 }
 
+/// `text` as the stuff of an account name: lower case, anything but a-z 0-9 - _ . made `-`,
+/// at most `max` characters, no `-` or `.` at either end (host names, email addresses).
+pub fn user_name_part(text: &str, max: usize) -> String {
+    let mapped: String = text
+        .trim()
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(max)
+        .collect();
+    mapped.trim_matches(['-', '.']).to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -465,20 +465,7 @@ pub fn check(
 /// (`Alice.Smith@Example.com` → `alice.smith-example.com`), at most 56 characters so that a
 /// `-N` suffix still fits. `sso-user` when nothing is left.
 pub fn account_name(claim: &str) -> String {
-    let mapped: String = claim
-        .trim()
-        .chars()
-        .map(|c| c.to_ascii_lowercase())
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(56)
-        .collect();
-    let name = mapped.trim_matches(['-', '.']).to_owned();
+    let name = crate::names::user_name_part(claim, 56);
     if crate::names::is_valid_user_name(&name) {
         name
     } else {
