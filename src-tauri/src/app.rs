@@ -70,7 +70,17 @@ impl AppState {
         };
         state.apply_proxy();
         let restored = match Session::saved(&state.data_dir, state.keyring.clone()) {
-            Ok(session) => state.start(session).err(),
+            Ok(session) => match state
+                .policy_state()
+                .refuses_server(session.server().as_str())
+            {
+                Some(why) => {
+                    tracing::warn!("{why}");
+                    *lock(&state.problem) = Some(why);
+                    None
+                }
+                None => state.start(session).err(),
+            },
             Err(valet_engine::Error::NotSignedIn) => None,
             Err(e) => Some(UiError::from(e)),
         };
@@ -138,6 +148,21 @@ impl AppState {
         }
         self.apply_proxy();
         self.apply_settings();
+        self.leave_other_server();
+    }
+
+    /// Stops using a sign-in with a service the policy no longer allows (the organisation
+    /// moved this computer); its uploads pause, and the sign-in screen (or enrollment with the
+    /// new service) takes over.
+    fn leave_other_server(&self) {
+        let Some(transfers) = self.transfers_if_signed_in() else {
+            return;
+        };
+        let server = transfers.engine().session().server().to_string();
+        if let Some(why) = self.policy_state().refuses_server(&server) {
+            tracing::warn!("{why}");
+            self.sign_in_failed(why);
+        }
     }
 
     /// Enrolls this computer when the policy says so (`sign_in.mode = "enrollment"`) and it
@@ -155,7 +180,11 @@ impl AppState {
         else {
             return Ok(false);
         };
-        if self.transfers_if_signed_in().is_some() || SignIn::load(&self.data_dir)?.is_some() {
+        // A saved sign-in with a service the policy no longer allows does not count: the
+        // computer enrolls with the new one.
+        let saved =
+            SignIn::load(&self.data_dir)?.filter(|s| state.refuses_server(&s.server).is_none());
+        if self.transfers_if_signed_in().is_some() || saved.is_some() {
             return Ok(false);
         }
         let name = valet_engine::policy::device_name();

@@ -802,7 +802,8 @@ async fn a_policy_locks_settings_watches_its_folder_and_is_followed_live() {
 /// start and reaches the main window with no setup screen; a file dropped into the policy's
 /// folder arrives verified. Revoked by an administrator while a file is on its way, it stops:
 /// the row says the device was revoked and nothing reaches the store; after a restart the
-/// waiting screen says so, and no upload goes out.
+/// waiting screen says so, and no upload goes out. Before that, moved by its policy to a new
+/// service while signed in, it leaves the old one and enrolls with the new one by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Xvfb, tauri-driver and the app built with its UI: run scripts/test-gui.sh"]
 async fn a_managed_computer_enrolls_by_itself_and_stops_when_revoked() {
@@ -812,31 +813,29 @@ async fn a_managed_computer_enrolls_by_itself_and_stops_when_revoked() {
     let secret = format!("ves_{}", valet_tests::random_name("gui-enrollment"));
     let secret_sha256 = valet_tests::files::hex(&sha2::Sha256::digest(secret.as_bytes()));
     let store = SeaweedFs::shared_or_start();
-    let service = Service::start(
-        &store,
-        ServiceOptions {
-            extra_config: format!(
-                "[[enrollment]]\nname = \"desks\"\nsecret_sha256 = \"{secret_sha256}\"\n"
-            ),
-            ..ServiceOptions::default()
-        },
-    );
+    let enrollment = || ServiceOptions {
+        extra_config: format!(
+            "[[enrollment]]\nname = \"desks\"\nsecret_sha256 = \"{secret_sha256}\"\n"
+        ),
+        ..ServiceOptions::default()
+    };
+    let service = Service::start(&store, enrollment());
     let data = tempfile::tempdir().unwrap();
     let managed = tempfile::tempdir().unwrap();
     let managed = std::fs::canonicalize(managed.path()).unwrap();
     let policy_dir = tempfile::tempdir().unwrap();
     let policy_file = policy_dir.path().join("policy.json");
-    write_policy(
-        &policy_file,
-        &json!({
-            "server": service.url,
+    let policy = |server: &str| {
+        json!({
+            "server": server,
             "sign_in": { "mode": "enrollment", "enrollment_secret": secret, "allow_sign_in_screen": false },
             "watched_folders": [{ "path": managed, "to": "inbox", "settle_seconds": 1 }],
             "limits": { "bandwidth": "4 MiB" },
             "locked": ["server", "sign_out", "watched_folders"]
         })
-        .to_string(),
-    );
+        .to_string()
+    };
+    write_policy(&policy_file, &policy(&service.url));
     let env = [("VALET_POLICY", policy_file.to_str().unwrap())];
 
     let app = App::start(data.path(), &env).await;
@@ -860,6 +859,42 @@ async fn a_managed_computer_enrolls_by_itself_and_stops_when_revoked() {
         format!("users/{account}/inbox/report.pdf")
     );
     app.screenshot(&screenshot("enrolled.png")).await;
+
+    // The organisation moves this computer to a new service (the policy changes while the app
+    // runs, signed in to the old one): it leaves the old one, enrolls with the new one by
+    // itself, and new files go there; what was delivered before is not sent again.
+    let moved = Service::start(&store, enrollment());
+    write_policy(&policy_file, &policy(&moved.url));
+    let devices = app
+        .wait_for(
+            "enrolled with the new service",
+            Duration::from_secs(30),
+            async |_| {
+                let list =
+                    tokio::task::block_in_place(|| moved.admin_json(&["device", "list", "--json"]));
+                (list.len() == 1).then_some(list)
+            },
+        )
+        .await;
+    app.wait_for("the main window", Duration::from_secs(30), async |app| {
+        app.exists("#drop-zone").await.then_some(())
+    })
+    .await;
+    let file = managed.join("after-move.pdf");
+    std::fs::write(&file, noise(MIB as usize, 14)).unwrap();
+    app.wait_state("after-move.pdf", "verified", Duration::from_secs(60))
+        .await;
+    let row = check_stored(&app, &moved, &file).await;
+    assert_eq!(
+        row["objectKey"],
+        format!("users/{account}/inbox/after-move.pdf")
+    );
+    assert_eq!(
+        uploads_begun(&moved, &format!("users/{account}/inbox/report.pdf")),
+        0,
+        "report.pdf was delivered before: not sent again"
+    );
+    let service = moved;
 
     // Revoked while a file is on its way (4 MiB/s): the upload stops with the reason, and the
     // object never appears in the store.
@@ -910,6 +945,7 @@ async fn a_managed_computer_enrolls_by_itself_and_stops_when_revoked() {
         .filter(|e| e["event"] == "upload_created")
         .count();
     assert_eq!(created, 2, "nothing begun after the revocation: {audit:?}");
+
     app.quit().await;
 }
 
