@@ -185,6 +185,14 @@ impl App {
         .await;
     }
 
+    /// Waits (up to 30 s) for the main window: the drop zone.
+    pub async fn wait_main_window(&self) {
+        self.wait_for("the main window", Duration::from_secs(30), async |app| {
+            app.exists("#drop-zone").await.then_some(())
+        })
+        .await;
+    }
+
     /// Closes the open dialog, as its Cancel button or Escape does.
     pub async fn close_dialog(&self) {
         self.client

@@ -839,10 +839,7 @@ async fn a_managed_computer_enrolls_by_itself_and_stops_when_revoked() {
     let env = [("VALET_POLICY", policy_file.to_str().unwrap())];
 
     let app = App::start(data.path(), &env).await;
-    app.wait_for("the main window", Duration::from_secs(30), async |app| {
-        app.exists("#drop-zone").await.then_some(())
-    })
-    .await;
+    app.wait_main_window().await;
     assert!(!app.exists("#password").await, "no sign-in form");
     let devices = tokio::task::block_in_place(|| service.admin_json(&["device", "list", "--json"]));
     assert_eq!(devices.len(), 1, "{devices:?}");
@@ -876,10 +873,7 @@ async fn a_managed_computer_enrolls_by_itself_and_stops_when_revoked() {
             },
         )
         .await;
-    app.wait_for("the main window", Duration::from_secs(30), async |app| {
-        app.exists("#drop-zone").await.then_some(())
-    })
-    .await;
+    app.wait_main_window().await;
     let file = managed.join("after-move.pdf");
     std::fs::write(&file, noise(MIB as usize, 14)).unwrap();
     app.wait_state("after-move.pdf", "verified", Duration::from_secs(60))
@@ -1015,10 +1009,7 @@ async fn a_person_signs_in_with_single_sign_on_from_the_app() {
         "{}",
         landing.message
     );
-    app.wait_for("the main window", Duration::from_secs(30), async |app| {
-        app.exists("#drop-zone").await.then_some(())
-    })
-    .await;
+    app.wait_main_window().await;
     browser.quit().await;
 
     let files = tempfile::tempdir().unwrap();
@@ -1035,10 +1026,7 @@ async fn a_person_signs_in_with_single_sign_on_from_the_app() {
 
     // The next start is signed in from the keyring: no browser, no sign-in page.
     let app = App::start(data.path(), &env).await;
-    app.wait_for("the main window", Duration::from_secs(30), async |app| {
-        app.exists("#drop-zone").await.then_some(())
-    })
-    .await;
+    app.wait_main_window().await;
     assert!(!app.exists("#sso-url").await);
     let audit = tokio::task::block_in_place(|| service.audit());
     let sso = audit.iter().filter(|e| e["event"] == "sso_sign_in").count();

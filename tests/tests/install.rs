@@ -90,10 +90,7 @@ async fn the_installed_app_follows_the_machine_policy_with_no_setup_screen() {
     // A person's first login after the install: an empty home, nothing set up.
     let home = tempfile::tempdir().unwrap();
     let app = App::start_as_installed(home.path(), &[]).await;
-    app.wait_for("the main window", Duration::from_secs(30), async |app| {
-        app.exists("#drop-zone").await.then_some(())
-    })
-    .await;
+    app.wait_main_window().await;
     assert!(
         !app.exists("#password").await && !app.exists("#server").await,
         "no sign-in or setup screen"
