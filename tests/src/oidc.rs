@@ -208,6 +208,17 @@ pub struct Browser {
     driver: Child,
 }
 
+/// Presses the page's submit button (the provider's login and consent forms).
+async fn submit(client: &Client) {
+    client
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("a submit button")
+        .click()
+        .await
+        .expect("press it");
+}
+
 impl Browser {
     /// Starts WebKitWebDriver on a free port and opens a MiniBrowser session.
     pub async fn start() -> Self {
@@ -282,13 +293,7 @@ impl Browser {
                             .send_keys("any password")
                             .await
                             .unwrap();
-                        client
-                            .find(Locator::Css("button[type=submit]"))
-                            .await
-                            .unwrap()
-                            .click()
-                            .await
-                            .unwrap();
+                        submit(client).await;
                     }
                     acted_on = here;
                 } else if client
@@ -296,13 +301,7 @@ impl Browser {
                     .await
                     .is_ok()
                 {
-                    client
-                        .find(Locator::Css("button[type=submit]"))
-                        .await
-                        .unwrap()
-                        .click()
-                        .await
-                        .unwrap();
+                    submit(client).await;
                     acted_on = here;
                 }
             }
