@@ -105,7 +105,7 @@ fn every_connection_goes_through_the_policys_proxy() {
     );
     let log = proxy.log();
     let service_host = authority(&w.service.url);
-    let store_host = authority(&w.service.store().endpoint());
+    let store_host = authority(w.service.store().endpoint());
     // proxy.py logs a connection's first request (keep-alive carries the rest).
     let through = |host: &str, method: &str| {
         log.lines()
