@@ -10,6 +10,8 @@
 //! - [`cli`]: the real `valet` binary, one data dir per test.
 //! - [`api`]: the service's HTTP API called directly, for what the CLI does not show.
 //! - [`store`]: the three kinds of store, and reading objects back from them to compare bytes.
+//! - [`faults`]: a fault-injecting TCP proxy (noxious, a Toxiproxy port) to put between the
+//!   client and the store or the service.
 //! - [`files`]: random test files and their digests.
 //! - [`oidc`]: a real OpenID Connect provider (node oidc-provider) and a real browser to sign
 //!   in with, for single sign-on.
@@ -20,6 +22,7 @@
 pub mod api;
 pub mod azurite;
 pub mod cli;
+pub mod faults;
 pub mod files;
 pub mod gcs;
 pub mod gui;
