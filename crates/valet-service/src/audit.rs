@@ -17,6 +17,9 @@ pub enum Event {
     SignIn,
     /// A password sign-in failed.
     SignInFailed,
+    /// Failed sign-ins in a row made an account and address, or an address, wait (the detail
+    /// says which, after how many failures, and how long).
+    SignInThrottled,
     /// A refresh token was traded for new tokens.
     TokenRefreshed,
     /// A rotated refresh token was presented again; its sign-in was revoked.
@@ -53,6 +56,7 @@ impl Event {
         match self {
             Self::SignIn => "sign_in",
             Self::SignInFailed => "sign_in_failed",
+            Self::SignInThrottled => "sign_in_throttled",
             Self::TokenRefreshed => "token_refreshed",
             Self::RefreshTokenReused => "refresh_token_reused",
             Self::Logout => "logout",

@@ -46,6 +46,9 @@ pub struct Config {
     /// What users may upload.
     #[serde(default)]
     pub limits: Limits,
+    /// Waits after failed sign-ins (see [`crate::throttle`]).
+    #[serde(default)]
+    pub throttle: ThrottleConfig,
     /// The object store.
     pub store: StoreConfig,
     /// Further stores by name (`[stores.NAME]`, the same fields as `[store]`), for the users
@@ -170,6 +173,41 @@ impl Default for Limits {
             max_file_size: ByteSize::b(valet_protocol::MAX_OBJECT_SIZE),
             allowed_content_types: vec!["*/*".to_owned()],
             user_quota: None,
+        }
+    }
+}
+
+/// `[throttle]`: failed sign-ins at the token endpoint (see [`crate::throttle`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThrottleConfig {
+    /// Off only for a deployment that throttles in front of the service.
+    pub enabled: bool,
+    /// Failures in a row for one account from one address before waits begin.
+    pub free_failures: u32,
+    /// Failures in a row from one address, whatever the account, before waits begin.
+    pub address_free_failures: u32,
+    /// The first wait; each further failure doubles it.
+    #[serde(with = "humantime_serde")]
+    pub first_delay: Duration,
+    /// The longest wait: someone guessing from the person's own address delays them at most
+    /// this long.
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+    /// Failures are forgotten after this long without any.
+    #[serde(with = "humantime_serde")]
+    pub forget_after: Duration,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            free_failures: 5,
+            address_free_failures: 50,
+            first_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(15 * 60),
+            forget_after: Duration::from_secs(3600),
         }
     }
 }
@@ -529,6 +567,25 @@ impl Config {
                 "must list at least one glob (\"*/*\" allows all)",
             );
         }
+        let throttle = &self.throttle;
+        if throttle.free_failures == 0 || throttle.address_free_failures == 0 {
+            return field(
+                "throttle.free_failures",
+                "must be at least 1 (and address_free_failures too)",
+            );
+        }
+        if throttle.first_delay.is_zero() || throttle.max_delay < throttle.first_delay {
+            return field(
+                "throttle.max_delay",
+                "must be at least first_delay, which must be more than 0",
+            );
+        }
+        if throttle.max_delay > Duration::from_secs(24 * 3600) {
+            return field(
+                "throttle.max_delay",
+                "must be at most 24h: a longer wait lets a guesser lock the person out",
+            );
+        }
         for (i, entry) in self.enrollment.iter().enumerate() {
             if !crate::names::is_valid_user_name(&entry.name) || entry.name.len() > 32 {
                 return field(
@@ -714,6 +771,15 @@ mod tests {
         assert_names(&MINIMAL.replace("valet-test", "v"), "store.bucket");
         assert_names(&format!("{MINIMAL}\nprefix = \"../up\""), "store.prefix");
         assert_names(&format!("{MINIMAL}\nmax_parts = 0"), "store.max_parts");
+        let throttle =
+            |body: &str| MINIMAL.replace("[store]", &format!("[throttle]\n{body}\n[store]"));
+        assert_names(&throttle("free_failures = 0"), "throttle.free_failures");
+        assert_names(&throttle("max_delay = \"2d\""), "throttle.max_delay");
+        assert_names(
+            &throttle("first_delay = \"1m\"\nmax_delay = \"1s\""),
+            "throttle.max_delay",
+        );
+        assert_names(&throttle("first_delay = \"soon\""), "throttle.first_delay");
         assert_names(
             &format!("{MINIMAL}\nkind = \"gcs\"\nmax_parts = 1025"),
             "store.max_parts",

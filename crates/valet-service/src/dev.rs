@@ -75,6 +75,7 @@ pub fn dev_config(data_dir: &Path, listen: SocketAddr, store_endpoint: url::Url)
         keys: KeyConfig::default(),
         uploads: UploadConfig::default(),
         limits: Limits::default(),
+        throttle: Default::default(),
         store: StoreConfig {
             kind: StoreKindConfig::S3,
             endpoint: store_endpoint,

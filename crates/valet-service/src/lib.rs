@@ -25,6 +25,7 @@ pub mod server;
 pub mod sso;
 pub mod store;
 pub mod sweeper;
+pub mod throttle;
 
 pub use error::Error;
 

@@ -1,8 +1,11 @@
 //! `POST /v1/auth/token`, `GET /v1/auth/sso`, `POST /v1/auth/logout`, `GET /v1/me`.
 
+use std::time::Instant;
+
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
 use serde_json::json;
 use time::OffsetDateTime;
 use valet_protocol::{
@@ -13,16 +16,89 @@ use super::{AppState, Body, ClientAddr, Failure};
 use crate::audit::{self, Entry, Event};
 use crate::auth::{self, Caller, REFRESH_PREFIX, random_id};
 use crate::db::{self, tokens, tokens::TokenKind};
+use crate::throttle::{Scope, Wait};
 
-/// Sign in with a password, or trade a refresh token for the next pair.
+/// Sign in with a password, or trade a refresh token for the next pair. Failed attempts in a
+/// row make the account and address, or the address, wait (`429 rate_limited` with
+/// `Retry-After`; see [`crate::throttle`]).
 #[utoipa::path(post, path = "/v1/auth/token", request_body = TokenRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = ApiError)))]
+    responses((status = 200, body = TokenResponse), (status = 401, body = ApiError),
+        (status = 429, body = ApiError, headers(("Retry-After" = u64, description = "seconds to wait")))))]
 pub async fn token(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     Body(request): Body<TokenRequest>,
-) -> Result<Json<TokenResponse>, Failure> {
+) -> Response {
+    let user = match &request {
+        TokenRequest::Password { username, .. } => Some(username.as_str()),
+        _ => None,
+    };
+    let attempt = match state
+        .throttle()
+        .begin(user, client.as_deref(), Instant::now())
+    {
+        Ok(attempt) => attempt,
+        Err(wait) => return throttled(wait, user, client.as_deref()),
+    };
+    let name = user.map(str::to_owned);
     let now = OffsetDateTime::now_utc();
+    let result = grant(&state, client.as_deref(), request, now).await;
+    match &result {
+        Ok(_) => state.throttle().succeeded(attempt),
+        Err(failure) if failure.0.code.http_status() == 401 => {
+            for locked in state.throttle().failed(attempt) {
+                let mut entry = Entry::new(Event::SignInThrottled, now);
+                entry.user = match locked.scope {
+                    Scope::Account => name.as_deref(),
+                    Scope::Address => None,
+                };
+                entry.client_addr = client.as_deref();
+                entry.detail = Some(json!({
+                    "scope": locked.scope.as_str(),
+                    "failures": locked.failures,
+                    "wait_secs": locked.wait.as_secs_f64(),
+                }));
+                audit::record_or_warn(state.db(), &entry).await;
+            }
+        }
+        Err(_) => state.throttle().undecided(attempt),
+    }
+    result.map(Json).into_response()
+}
+
+/// `429 rate_limited` with `Retry-After` in whole seconds (rounded up). Not audited one by one:
+/// the failure that started the wait was, and an attacker must not fill the log.
+fn throttled(wait: Wait, user: Option<&str>, client: Option<&str>) -> Response {
+    let secs = wait.retry_after.as_secs() + u64::from(wait.retry_after.subsec_nanos() > 0);
+    tracing::info!(
+        user,
+        client,
+        scope = wait.scope.as_str(),
+        secs,
+        "sign-in refused: waiting after failed attempts"
+    );
+    let whom = match wait.scope {
+        Scope::Account => "for this account from this address",
+        Scope::Address => "from this address",
+    };
+    let mut response = Failure::new(
+        ErrorCode::RateLimited,
+        format!("too many failed sign-ins {whom}; try again in {secs} s"),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
+}
+
+/// The grant itself, once the throttle let it through.
+async fn grant(
+    state: &AppState,
+    client: Option<&str>,
+    request: TokenRequest,
+    now: OffsetDateTime,
+) -> Result<TokenResponse, Failure> {
     match request {
         TokenRequest::Password { username, password } => {
             let hash = db::user_password_hash(state.db(), &username).await?;
@@ -38,29 +114,28 @@ pub async fn token(
                     "wrong account name or password",
                 ));
             }
-            let response = auth::issue_pair(&state, &username, &random_id(), now).await?;
+            let response = auth::issue_pair(state, &username, &random_id(), now).await?;
             let mut entry = Entry::new(Event::SignIn, now);
             entry.user = Some(&username);
             entry.client_addr = client.as_deref();
             audit::record(state.db(), &entry).await?;
-            Ok(Json(response))
+            Ok(response)
         }
         TokenRequest::Enrollment {
             enrollment_secret,
             device_name,
-        } => enroll(
-            &state,
-            client.as_deref(),
-            &enrollment_secret,
-            &device_name,
-            now,
-        )
-        .await
-        .map(Json),
+        } => {
+            enroll(
+                state,
+                client.as_deref(),
+                &enrollment_secret,
+                &device_name,
+                now,
+            )
+            .await
+        }
         TokenRequest::IdToken { id_token, nonce } => {
-            sso_sign_in(&state, client.as_deref(), &id_token, &nonce, now)
-                .await
-                .map(Json)
+            sso_sign_in(state, client.as_deref(), &id_token, &nonce, now).await
         }
         TokenRequest::RefreshToken { refresh_token } => {
             if !refresh_token.starts_with(REFRESH_PREFIX) {
@@ -76,7 +151,7 @@ pub async fn token(
             // means the token was copied, so the whole sign-in ends. Marking it used, storing
             // the next pair and auditing are one transaction: a failure part way leaves the
             // token unused, so the client's retry is not mistaken for reuse.
-            let pair = auth::NewPair::new(&state, &stored.user, now);
+            let pair = auth::NewPair::new(state, &stored.user, now);
             let mut entry = Entry::new(Event::TokenRefreshed, now);
             entry.user = Some(&stored.user);
             entry.client_addr = client.as_deref();
@@ -99,7 +174,7 @@ pub async fn token(
                     "refresh token already used; the sign-in was revoked, sign in again",
                 ));
             }
-            Ok(Json(pair.response))
+            Ok(pair.response)
         }
     }
 }

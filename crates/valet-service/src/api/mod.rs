@@ -46,6 +46,8 @@ struct Inner {
     /// Uploads whose completion is running now, so a retry in flight is told to wait instead
     /// of completing twice.
     completing: Mutex<HashSet<String>>,
+    /// Waits after failed sign-ins.
+    throttle: crate::throttle::Throttle,
 }
 
 impl AppState {
@@ -56,6 +58,7 @@ impl AppState {
                 db,
                 stores,
                 sso: config.sso.clone().map(crate::sso::Verifier::new),
+                throttle: crate::throttle::Throttle::new(config.throttle.clone()),
                 config,
                 completing: Mutex::new(HashSet::new()),
             }),
@@ -91,6 +94,11 @@ impl AppState {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The sign-in throttle.
+    pub fn throttle(&self) -> &crate::throttle::Throttle {
+        &self.inner.throttle
     }
 
     /// The ID token verifier, when the deployment has single sign-on.
@@ -135,7 +143,8 @@ impl Drop for CompletionClaim {
 /// The router with every route and layer. Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()` so audit entries get client addresses.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let tls = state.config().tls.is_some();
+    let router = Router::new()
         .route("/v1/auth/token", post(auth::token))
         .route("/v1/auth/logout", post(auth::logout))
         .route("/v1/auth/sso", get(auth::sso_info))
@@ -151,12 +160,47 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .with_state(state)
-        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
+    security_headers(router, tls)
         .layer(TraceLayer::new_for_http())
         // Outermost, so the trace layer already sees Authorization marked sensitive.
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,
         ]))
+}
+
+/// Headers on every answer, errors included. The API answers JSON to programs, never pages to
+/// browsers, so they say: do not guess the type, keep no copy (answers carry tokens and keys),
+/// send no referrer, never frame or run anything. HSTS only over TLS (RFC 6797 §7.2: a
+/// browser ignores it over plain HTTP, and loopback HTTP is for development).
+fn security_headers(router: Router, tls: bool) -> Router {
+    use axum::http::{HeaderName, HeaderValue, header};
+    use tower_http::set_header::SetResponseHeaderLayer;
+
+    let fixed: [(HeaderName, &'static str); 5] = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+    ];
+    let mut router = router;
+    for (name, value) in fixed {
+        router = router.layer(SetResponseHeaderLayer::overriding(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    if tls {
+        router = router.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ));
+    }
+    router
 }
 
 /// Liveness: answers 200 `ok` while the process serves.
