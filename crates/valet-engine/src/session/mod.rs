@@ -458,6 +458,13 @@ impl Session {
                                     self.invalidate();
                                     continue;
                                 }
+                                // A sign-in refused after failed attempts names its wait;
+                                // retrying sooner meets the same answer, so say it at once.
+                                Ok(error)
+                                    if error.code == ErrorCode::RateLimited && !authenticated =>
+                                {
+                                    return Err(Error::Service { status, error });
+                                }
                                 Ok(error) if !http::is_retryable_status(status) => {
                                     return Err(Error::Service { status, error });
                                 }

@@ -4,7 +4,11 @@
 /// The next step for an upload that failed with `code`, in plain words.
 pub fn advice(code: &str) -> &'static str {
     match code {
-        "network" | "retries_exhausted" | "rate_limited" => {
+        "rate_limited" => {
+            "Too many sign-in attempts failed, so the service waits before taking another. \
+             Wait the time the message gives, then sign in again with the right password."
+        }
+        "network" | "retries_exhausted" => {
             "The valet service or the store could not be reached. Check the network \
              connection, then press Retry: parts already stored are kept."
         }
