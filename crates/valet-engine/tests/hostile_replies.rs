@@ -340,3 +340,98 @@ async fn hostile_upload_ids_never_reach_a_url() {
         .unwrap_err();
     assert_eq!(e.code(), "bad_reply", "{e}");
 }
+
+/// The service answering a redirect to another server: not followed (the bearer token would go
+/// with it), for every redirect status and for reads and writes alike; the other server sees
+/// nothing.
+#[tokio::test]
+async fn service_redirects_are_not_followed() {
+    let elsewhere = serve(vec![
+        ("/v1/me", Reply::Body(200, r#"{"user":"a"}"#.into())),
+        ("/v1/uploads", Reply::Body(200, created_json("http://127.0.0.1:9"))),
+    ])
+    .await;
+    for status in [301, 302, 303, 307, 308] {
+        let server = serve(vec![
+            ("/v1/me", Reply::Redirect(status, format!("{}/v1/me", elsewhere.url))),
+            (
+                "/v1/uploads",
+                Reply::Redirect(status, format!("{}/v1/uploads", elsewhere.url)),
+            ),
+        ])
+        .await;
+        let s = session(&server.url);
+        let e = s.me().await.unwrap_err();
+        assert_eq!(e.code(), "bad_reply", "{status} on GET: {e}");
+        let e = s.create_upload(&create()).await.unwrap_err();
+        assert_eq!(e.code(), "bad_reply", "{status} on POST: {e}");
+        assert_eq!(server.hits.lock().unwrap().len(), 2, "one request each, no retry");
+    }
+    assert_eq!(
+        *elsewhere.hits.lock().unwrap(),
+        Vec::<String>::new(),
+        "no request reached the redirect's target"
+    );
+}
+
+/// The store answering a part's `PUT` with a redirect to another server: not followed (the key
+/// only allows the URL the service signed, and the bytes must not go elsewhere); the upload
+/// stops with an error and nothing reaches the other server.
+#[tokio::test]
+async fn store_redirects_are_not_followed() {
+    use valet_engine::{Engine, Events, Journal, PutOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.bin");
+    std::fs::write(&path, vec![5u8; 5 * MIB as usize]).unwrap();
+    let elsewhere = serve(vec![("/", Reply::Body(200, String::new()))]).await;
+    for status in [301, 302, 307, 308] {
+        let store = serve(vec![(
+            "/b/",
+            Reply::Redirect(status, format!("{}/b/k?partNumber=1", elsewhere.url)),
+        )])
+        .await;
+        let origin = store.url.clone();
+        // One part, so that each key request is for part 1.
+        let keys = format!(
+            r#"{{"keys":[{}]}}"#,
+            key_json(1, &format!("{origin}/b/k?partNumber=1&X-Amz-Signature=s"))
+        );
+        let created = created_json(&origin)
+            .replace(&(10 * MIB).to_string(), &(5 * MIB).to_string())
+            .replace(r#""part_count":2"#, r#""part_count":1"#);
+        let service = serve(vec![
+            ("/v1/uploads/u1/keys", Reply::Body(200, keys)),
+            ("/v1/uploads/u1", Reply::Body(204, String::new())),
+            ("/v1/uploads", Reply::Body(200, created)),
+        ])
+        .await;
+        let journal = Journal::open_in(&dir.path().join(format!("data-{status}"))).unwrap();
+        let engine = Engine::new(session(&service.url), journal);
+        let (events, _rx) = Events::channel();
+        let e = engine
+            .put(&path, &PutOptions::default(), &events)
+            .await
+            .expect_err("an upload whose store redirects does not complete");
+        assert!(!e.to_string().contains("X-Amz-Signature"), "{status}: {e}");
+        let store_hits = store.hits.lock().unwrap().clone();
+        assert!(
+            !store_hits.is_empty() && store_hits.iter().all(|h| h.starts_with("PUT /b/k")),
+            "{status}: the store got the parts' PUTs: {store_hits:?} ({e})"
+        );
+        let service_hits = service.hits.lock().unwrap().clone();
+        assert!(
+            !service_hits.iter().any(|h| h.contains("/complete")),
+            "{status}: nothing completed: {service_hits:?}"
+        );
+        assert!(
+            e.to_string().contains(&format!("HTTP {status}")),
+            "the error names the store's answer: {e}"
+        );
+    }
+    assert_eq!(
+        *elsewhere.hits.lock().unwrap(),
+        Vec::<String>::new(),
+        "no part reached the redirect's target"
+    );
+}

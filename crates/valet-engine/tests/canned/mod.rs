@@ -16,6 +16,8 @@ pub enum Reply {
     Body(u16, String),
     /// `size` bytes of `x`, announced in Content-Length or (when false) sent until close.
     Huge { size: usize, content_length: bool },
+    /// A redirect: this status and a `Location` header.
+    Redirect(u16, String),
     /// Each request gets the next reply; the last one is repeated.
     Sequence(Arc<Mutex<VecDeque<(u16, String)>>>),
 }
@@ -123,6 +125,12 @@ async fn answer(
                 stream.write_all(&chunk[..n]).await?; // fails once the client hangs up
                 left -= n;
             }
+        }
+        Reply::Redirect(status, location) => {
+            let out = format!(
+                "HTTP/1.1 {status} X\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            stream.write_all(out.as_bytes()).await?;
         }
         Reply::Sequence(_) => unreachable!("taken apart above"),
     }
