@@ -54,47 +54,88 @@ fn sign_in_uses_the_keyring_and_no_secret_reaches_a_log() {
     let part_size = PART_SIZE.to_string();
     let mut stderr = String::new();
 
+    // A home of its own (config, cache, state and data dirs in it), so that every file the
+    // client writes anywhere is searched, not only its data dir.
+    let home = tempfile::tempdir().unwrap();
+    let in_home = |command: &mut std::process::Command| {
+        command.env("HOME", home.path());
+        for (var, dir) in [
+            ("XDG_CONFIG_HOME", ".config"),
+            ("XDG_CACHE_HOME", ".cache"),
+            ("XDG_STATE_HOME", ".local/state"),
+            ("XDG_DATA_HOME", ".local/share"),
+        ] {
+            command.env(var, home.path().join(dir));
+        }
+    };
+    let run_in_home = |mut command: std::process::Command| {
+        in_home(&mut command);
+        command.output().unwrap()
+    };
+    let mut stdout = String::new();
+
     // Sign in with a password; the refresh token goes to the OS keyring.
     let carol = Valet::signed_out(&service.url).log_level("trace");
-    let out = carol.login("carol", password);
+    let out = carol.login_with("carol", password, in_home);
     stderr += &String::from_utf8_lossy(&out.stderr);
+    stdout += &String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "valet login: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Every refresh token the keyring held: each must stay out of every file and log.
+    let keyring_account = format!("carol@{}", service.url.trim_end_matches('/'));
+    let in_keyring = || {
+        use valet_engine::{ExposeSecret as _, SecretStore as _};
+        valet_engine::OsKeyring
+            .get(&keyring_account)
+            .expect("the OS keyring answers")
+            .map(|secret| secret.expose_secret().to_owned())
+    };
+    let mut refresh_tokens =
+        vec![in_keyring().expect("login left its refresh token in the keyring")];
 
     // Signed in again silently from the keyring, twice (the refresh token rotates each time).
     for round in 0..2 {
-        let out = carol
-            .command(&[
-                "put",
-                "--json",
-                "--part-size",
-                &part_size,
-                file.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
+        let out = run_in_home(carol.command(&[
+            "put",
+            "--json",
+            "--part-size",
+            &part_size,
+            file.to_str().unwrap(),
+        ]));
         let run = parse_run(out);
         stderr += &run.stderr;
+        stdout += &serde_json::to_string(&run.lines).unwrap();
         assert_eq!(run.verified()["verified"], true, "round {round}");
+        refresh_tokens.push(in_keyring().expect("still signed in"));
     }
+    assert!(
+        refresh_tokens.iter().all(|t| t.starts_with("vrt_")),
+        "the keyring holds refresh tokens"
+    );
 
-    let out = carol.run(&["logout"]);
+    let out = run_in_home(carol.command(&["logout"]));
     stderr += &String::from_utf8_lossy(&out.stderr);
+    stdout += &String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        in_keyring(),
+        None,
+        "logout removed the token from the keyring"
+    );
     assert!(
         out.status.success(),
         "valet logout: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let after = parse_run(
-        carol
-            .command(&["put", "--json", file.to_str().unwrap()])
-            .output()
-            .unwrap(),
-    );
+    let after = parse_run(run_in_home(carol.command(&[
+        "put",
+        "--json",
+        file.to_str().unwrap(),
+    ])));
     stderr += &after.stderr;
+    stdout += &serde_json::to_string(&after.lines).unwrap();
     assert_eq!(
         after.code,
         Some(2),
@@ -125,17 +166,24 @@ fn sign_in_uses_the_keyring_and_no_secret_reaches_a_log() {
         service.log().contains("DEBUG"),
         "the service really logged at debug level"
     );
-    assert_clean("client log", &stderr, &[password, &api_token]);
-    assert_clean("service log", &service.log(), &[password, &api_token]);
-    for valet in [&carol, &dave] {
-        for entry in walk(valet.data_dir()) {
-            let bytes = std::fs::read(&entry).unwrap();
-            assert_clean(
-                &entry.display().to_string(),
-                &String::from_utf8_lossy(&bytes),
-                &[password, &api_token],
-            );
-        }
+    stdout += &serde_json::to_string(&run.lines).unwrap();
+    let mut secrets = vec![password, api_token.as_str()];
+    secrets.extend(refresh_tokens.iter().map(String::as_str));
+    assert_clean("client log", &stderr, &secrets);
+    assert_clean("client output", &stdout, &secrets);
+    assert_clean("service log", &service.log(), &secrets);
+    let files: Vec<_> = [carol.data_dir(), dave.data_dir(), home.path()]
+        .into_iter()
+        .flat_map(walk)
+        .collect();
+    assert!(!files.is_empty(), "the client wrote files to search");
+    for entry in files {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert_clean(
+            &entry.display().to_string(),
+            &String::from_utf8_lossy(&bytes),
+            &secrets,
+        );
     }
 }
 
