@@ -348,12 +348,18 @@ async fn hostile_upload_ids_never_reach_a_url() {
 async fn service_redirects_are_not_followed() {
     let elsewhere = serve(vec![
         ("/v1/me", Reply::Body(200, r#"{"user":"a"}"#.into())),
-        ("/v1/uploads", Reply::Body(200, created_json("http://127.0.0.1:9"))),
+        (
+            "/v1/uploads",
+            Reply::Body(200, created_json("http://127.0.0.1:9")),
+        ),
     ])
     .await;
     for status in [301, 302, 303, 307, 308] {
         let server = serve(vec![
-            ("/v1/me", Reply::Redirect(status, format!("{}/v1/me", elsewhere.url))),
+            (
+                "/v1/me",
+                Reply::Redirect(status, format!("{}/v1/me", elsewhere.url)),
+            ),
             (
                 "/v1/uploads",
                 Reply::Redirect(status, format!("{}/v1/uploads", elsewhere.url)),
@@ -365,7 +371,11 @@ async fn service_redirects_are_not_followed() {
         assert_eq!(e.code(), "bad_reply", "{status} on GET: {e}");
         let e = s.create_upload(&create()).await.unwrap_err();
         assert_eq!(e.code(), "bad_reply", "{status} on POST: {e}");
-        assert_eq!(server.hits.lock().unwrap().len(), 2, "one request each, no retry");
+        assert_eq!(
+            server.hits.lock().unwrap().len(),
+            2,
+            "one request each, no retry"
+        );
     }
     assert_eq!(
         *elsewhere.hits.lock().unwrap(),
