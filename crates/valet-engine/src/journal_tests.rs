@@ -281,3 +281,52 @@ fn the_part_size_the_service_chose_replaces_the_one_asked_for() {
     let entry = journal.entry(id).unwrap();
     assert_eq!((entry.part_size, entry.part_count), (7 * 1024 * 1024, 6));
 }
+
+/// A disk that fills up mid-upload (here: SQLite's own page limit, which fails the same way,
+/// `SQLITE_FULL`): the write that does not fit is an error naming the journal, and every
+/// receipt written before it is still there when the journal is opened again.
+#[test]
+fn a_full_disk_fails_the_write_and_keeps_what_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open_in(dir.path()).unwrap();
+    let id = begin(&journal, Path::new("/data/full.bin"), 1 << 30);
+    {
+        let conn = journal.conn();
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |row| row.get(0))
+            .unwrap();
+        conn.execute_batch(&format!("PRAGMA max_page_count = {};", pages + 1))
+            .unwrap();
+    }
+    // Receipts with long etags fill the pages left.
+    let mut written = 0u32;
+    let error = loop {
+        let mut big = receipt(written + 1);
+        big.etag = "e".repeat(1500);
+        match journal.add_receipt(id, &big, now()) {
+            Ok(()) => written += 1,
+            Err(e) => break e,
+        }
+        assert!(written < 1000, "the page limit never took effect");
+    };
+    assert!(
+        written >= 1,
+        "some receipts fitted before the disk was full"
+    );
+    assert_eq!(error.code(), "journal");
+    let shown = error.to_string();
+    assert!(
+        shown.contains("journal.sqlite") && shown.contains("disk is full"),
+        "names the journal and the full disk: {shown}"
+    );
+    drop(journal);
+
+    let again = Journal::open_in(dir.path()).unwrap();
+    let entry = again.entry(id).unwrap();
+    assert_eq!(entry.state, EntryState::Uploading, "still resumable");
+    assert_eq!(
+        entry.parts_done, written,
+        "every receipt written before the full disk"
+    );
+    assert_eq!(again.receipts(id).unwrap().len(), written as usize);
+}

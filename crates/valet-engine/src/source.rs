@@ -77,6 +77,19 @@ fn inode(_meta: &Metadata) -> Option<u64> {
     None
 }
 
+/// [`Error::SourceUnreadable`] unless the file at `path` can be opened for reading now. A put
+/// checks it before the upload is journaled or created, so a file its user may not read is
+/// refused without a word to the service. Call it on a regular file only (see
+/// [`FileStamp::read`]): opening a FIFO would wait for a writer.
+pub(crate) fn check_readable(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .map(drop)
+        .map_err(|source| Error::SourceUnreadable {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
 /// [`Error::SourceChanged`] unless the file at `path` still has stamp `expected`. A file that
 /// vanished counts as changed.
 pub fn check_unchanged(path: &Path, expected: &FileStamp) -> Result<()> {
@@ -134,6 +147,31 @@ mod tests {
         assert_eq!(
             FileStamp::read(dir.path()).unwrap_err().code(),
             "not_a_file"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_file_that_cannot_be_opened_is_unreadable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"hello").unwrap();
+        check_readable(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).unwrap();
+        // Root (CI) reads it anyway; the check must then agree with a real read.
+        let really = std::fs::read(&path);
+        match check_readable(&path) {
+            Ok(()) => assert!(really.is_ok(), "opened what cannot be read"),
+            Err(e) => {
+                assert!(really.is_err(), "refused what can be read: {e}");
+                assert_eq!(e.code(), "source_unreadable");
+                assert!(e.to_string().contains("f: "), "names the file: {e}");
+            }
+        }
+        assert_eq!(
+            check_readable(&dir.path().join("gone")).unwrap_err().code(),
+            "source_unreadable"
         );
     }
 }

@@ -38,7 +38,7 @@ use crate::http::{self, RetryPolicy};
 use crate::journal::{Journal, JournalEntry, NewEntry};
 use crate::policy::UploadRules;
 use crate::session::{Session, StoreTarget};
-use crate::source::{FileStamp, check_unchanged};
+use crate::source::{FileStamp, check_readable, check_unchanged};
 
 /// How to upload.
 #[derive(Debug, Clone)]
@@ -178,6 +178,7 @@ impl Engine {
             source,
         })?;
         let stamp = FileStamp::read(&path)?;
+        check_readable(&path)?;
         self.rules().check_size(&path, stamp.size)?;
         let found = {
             let (journal, path) = (self.journal.clone(), path.clone());
@@ -284,7 +285,9 @@ impl Engine {
                 message: error.to_string(),
             });
             let journal = self.journal.clone();
-            let resumable = error.is_resumable();
+            // A journal that cannot be written (a full disk) says nothing against the upload:
+            // the store keeps its parts, and a run with space again goes on from the receipts.
+            let resumable = error.is_resumable() || matches!(error, Error::Journal { .. });
             let (code, message) = (error.code(), error.to_string());
             let written = blocking(move || {
                 let now = OffsetDateTime::now_utc();
