@@ -85,6 +85,26 @@ impl Valet {
         command
     }
 
+    /// [`Valet::command`] started through `wrapper` (`setpriv …`, `unshare … sh -c SCRIPT sh`):
+    /// the command line is `WRAPPER… valet --data-dir DIR ARGS…`, with this user's environment.
+    pub fn command_via(&self, wrapper: &[&str], args: &[&str]) -> Command {
+        let inner = self.command(args);
+        let (first, rest) = wrapper.split_first().expect("a wrapper command");
+        let mut command = Command::new(first);
+        command
+            .args(rest)
+            .arg(inner.get_program())
+            .args(inner.get_args());
+        for (name, value) in inner.get_envs() {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        command.stdin(Stdio::null());
+        command
+    }
+
     /// Runs `valet ARGS` to the end.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run valet")
