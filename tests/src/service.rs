@@ -27,6 +27,10 @@ pub struct ServiceOptions {
     pub max_parts: Option<u32>,
     /// More of the config file, appended as written (`[[enrollment]]` entries, say).
     pub extra_config: String,
+    /// The store endpoint the service is configured with instead of the store's own: a fault
+    /// proxy in front of it (`http://127.0.0.1:PORT`). S3 keys sign the host, so the client
+    /// then connects to the proxy; the test still reads the bucket straight from the store.
+    pub store_endpoint: Option<String>,
 }
 
 impl Default for ServiceOptions {
@@ -39,6 +43,7 @@ impl Default for ServiceOptions {
             verify: "checksum".into(),
             max_parts: None,
             extra_config: String::new(),
+            store_endpoint: None,
         }
     }
 }
@@ -55,6 +60,7 @@ pub struct Service {
     pub store_kind: StoreKind,
     config: PathBuf,
     stderr_log: PathBuf,
+    log_filter: String,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -91,19 +97,7 @@ sweep_every = "{sweep_every}"
         )
         .unwrap();
         let stderr_log = dir.path().join("service.log");
-        let mut child = Command::new(workspace_bin("valet-service"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .env("VALET_LOG", &options.log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_log).unwrap())
-            .spawn()
-            .expect("start valet-service");
-        let url = wait_for_ready_line(&mut child, &stderr_log);
+        let (child, url) = spawn_serve(&config, &stderr_log, &options.log);
         Self {
             url,
             bucket,
@@ -111,6 +105,7 @@ sweep_every = "{sweep_every}"
             store_kind: store.kind(),
             config,
             stderr_log,
+            log_filter: options.log,
             child,
             _dir: dir,
         }
@@ -196,6 +191,14 @@ sweep_every = "{sweep_every}"
         let _ = self.child.wait();
     }
 
+    /// Starts the service again after [`Service::kill`]: same config, port, database and
+    /// bucket; waits for its ready line. Its log goes on in the same file.
+    pub fn restart(&mut self) {
+        let (child, url) = spawn_serve(&self.config, &self.stderr_log, &self.log_filter);
+        self.child = child;
+        assert_eq!(url, self.url, "the service came back on the same address");
+    }
+
     /// `valet-service ARGS --config …`, the administrator's commands, stdout and stderr piped.
     pub fn admin(&self, args: &[&str]) -> Command {
         let mut command = Command::new(workspace_bin("valet-service"));
@@ -222,10 +225,13 @@ fn store_section(
     options: &ServiceOptions,
     dir: &Path,
 ) -> String {
+    let endpoint = options
+        .store_endpoint
+        .as_deref()
+        .unwrap_or(store.endpoint());
     let mut common = format!(
-        "[store]\nendpoint = \"{}\"\nbucket = \"{bucket}\"\nprefix = \"users\"\n\
+        "[store]\nendpoint = \"{endpoint}\"\nbucket = \"{bucket}\"\nprefix = \"users\"\n\
          create_bucket = true\nverify = \"{}\"\ntag_objects = true\n",
-        store.endpoint(),
         options.verify
     );
     if let Some(max_parts) = options.max_parts {
@@ -252,6 +258,30 @@ fn store_section(
             crate::gcs::service_account_file().display()
         ),
     }
+}
+
+/// Starts `valet-service serve --config CONFIG`, its stderr appended to `stderr_log`; the
+/// process and the URL of its ready line.
+fn spawn_serve(config: &Path, stderr_log: &Path, log: &str) -> (Child, String) {
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(stderr_log)
+        .unwrap();
+    let mut child = Command::new(workspace_bin("valet-service"))
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("VALET_LOG", log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("start valet-service");
+    let url = wait_for_ready_line(&mut child, stderr_log);
+    (child, url)
 }
 
 /// Reads stdout until `valet-service ready on URL`, then keeps draining it in the background.
