@@ -58,16 +58,42 @@ pub(crate) fn service_client() -> reqwest::Client {
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
-/// The client for the store. No total timeout (a rate-limited part may take long), but a read
-/// timeout so that a stalled connection is noticed; redirects are not followed because the key
-/// only allows the URL the service signed.
+/// The client for the store. No total timeout (on a slow link a part takes as long as it
+/// takes); a stalled connection is noticed by the part's sender instead (see
+/// [`STORE_STALL_TIMEOUT`]). Not reqwest's `read_timeout` either: it runs from the start of a
+/// request to its answer's headers, the whole body's sending included, so it ended every part
+/// that took longer to send than its limit, however steadily the bytes went (a 5 MiB part on an
+/// 80 KB/s link never got through). Redirects are not followed because the key only allows the
+/// URL the service signed.
 pub(crate) fn store_client() -> reqwest::Client {
     install_tls_provider();
     builder()
         .connect_timeout(Duration::from_secs(10))
-        .read_timeout(Duration::from_secs(60))
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// How long one attempt to send a part may go without progress (no body bytes taken by the
+/// connection, or no answer once they all were) before it is given up as stalled and retried:
+/// a dead or black-holed connection.
+pub(crate) const STORE_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Resolves once `progress` (a count of bytes sent) has not moved for `limit`.
+pub(crate) async fn stalled(progress: &std::sync::atomic::AtomicU64, limit: Duration) {
+    use std::sync::atomic::Ordering;
+    let tick = (limit / 10).min(Duration::from_secs(1));
+    let mut seen = progress.load(Ordering::Relaxed);
+    let mut since = Instant::now();
+    loop {
+        tokio::time::sleep(tick).await;
+        let now = progress.load(Ordering::Relaxed);
+        if now != seen {
+            seen = now;
+            since = Instant::now();
+        } else if since.elapsed() >= limit {
+            return;
+        }
+    }
 }
 
 /// A transport error in words, its causes included, without its URL (which may carry a key).
@@ -246,6 +272,32 @@ mod tests {
             retry.failed(t + Duration::from_secs(2)).is_none(),
             "past the deadline"
         );
+    }
+
+    #[tokio::test]
+    async fn stalled_means_no_progress_for_the_limit_not_a_long_time() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let limit = Duration::from_millis(300);
+        // Bytes every 50 ms for 1.5 s (five times the limit): never stalled.
+        let progress = Arc::new(AtomicU64::new(0));
+        let trickle = {
+            let progress = progress.clone();
+            async move {
+                for _ in 0..30 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    progress.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        };
+        tokio::select! {
+            () = trickle => {}
+            () = stalled(&progress, limit) => panic!("a steady trickle was called stalled"),
+        }
+        // Then silence: stalled after the limit.
+        let start = Instant::now();
+        stalled(&progress, limit).await;
+        assert!(start.elapsed() >= limit);
     }
 
     #[test]

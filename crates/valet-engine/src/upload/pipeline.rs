@@ -32,7 +32,7 @@ use super::RateLimit;
 use super::reader::{self, ReadPart};
 use crate::error::{Error, Result};
 use crate::events::{Event, Events};
-use crate::http::{Retry, RetryPolicy};
+use crate::http::{self, Retry, RetryPolicy};
 use crate::journal::Journal;
 use crate::session::{KeyLease, Session, StoreTarget};
 use crate::source::FileStamp;
@@ -286,6 +286,8 @@ async fn sender(
 ///   new key and another attempt (not counted as a failure); another `403` gets one new key;
 /// - `400 BadDigest` means the bytes on disk may have changed: the part is read again and its
 ///   SHA-256 compared with the one its key binds; different means [`Error::SourceChanged`];
+/// - an attempt without progress for [`http::STORE_STALL_TIMEOUT`] (no body bytes taken, no
+///   answer) is given up as stalled; a slow attempt that moves is never cut short;
 /// - network failures, `429` and `5xx` are retried with backoff (see [`RetryPolicy`]) until the
 ///   budget is spent: [`Error::RetriesExhausted`] names the part and the last failure.
 async fn send_part(run: &Run, part: HashedPart, mut lease: KeyLease) -> Result<()> {
@@ -311,15 +313,23 @@ async fn send_part(run: &Run, part: HashedPart, mut lease: KeyLease) -> Result<(
                 });
             })
         };
-        let outcome = store::put_part(
+        let sending = store::put_part(
             run.kind,
             &run.client,
             &lease,
             part.bytes.clone(),
             run.limit.clone(),
             on_sent,
-        )
-        .await;
+        );
+        let outcome = tokio::select! {
+            outcome = sending => outcome,
+            () = http::stalled(&attempt_sent, http::STORE_STALL_TIMEOUT) => Err(
+                PartFailure::Retryable(format!(
+                    "the connection stalled: no progress for {} s",
+                    http::STORE_STALL_TIMEOUT.as_secs()
+                )),
+            ),
+        };
         let sent_now = attempt_sent.load(Ordering::Relaxed);
         run.sent.fetch_add(sent_now, Ordering::Relaxed);
         let reason = match outcome {
