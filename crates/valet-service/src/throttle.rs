@@ -35,6 +35,10 @@ use crate::config::ThrottleConfig;
 /// Most keys remembered; past it, forgotten and idle keys go first, then the oldest.
 const MAX_KEYS: usize = 100_000;
 
+/// How long an attempt past the free failures holds its keys while its secret is checked. A
+/// request cut off during the check (its outcome never reported) leaves them waiting this long.
+const CHECK_ALLOWANCE: Duration = Duration::from_secs(30);
+
 /// What is being throttled.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
@@ -106,8 +110,9 @@ pub struct Throttle {
     keys: Mutex<HashMap<Key, Strikes>>,
 }
 
-/// An attempt taken: report its outcome with [`Throttle::succeeded`] or [`Throttle::failed`].
-/// Dropped without a report, it stays charged as a failure.
+/// An attempt taken: report its outcome with [`Throttle::succeeded`], [`Throttle::failed`] or
+/// [`Throttle::undecided`]. Dropped without a report (the request was cut off), it stays
+/// charged as a failure.
 #[derive(Debug)]
 #[must_use]
 pub struct Attempt {
@@ -164,9 +169,11 @@ impl Throttle {
             });
             strikes.failures = strikes.failures.saturating_add(1);
             strikes.last_attempt = now;
+            // Past the free failures, others wait while this one is checked; its outcome then
+            // sets the real wait, counted from the failure.
             strikes.until = self
                 .wait_after(strikes.failures, free)
-                .map(|wait| now + wait);
+                .map(|wait| now + wait.max(CHECK_ALLOWANCE));
         }
         Ok(Attempt { keys })
     }
@@ -204,15 +211,18 @@ impl Throttle {
         }
     }
 
-    /// The attempt failed (it stays charged); the keys that must now wait, for the audit log.
-    pub fn failed(&self, attempt: Attempt) -> Vec<Locked> {
-        let table = self.table();
+    /// The attempt failed at `now` (it stays charged); the keys that must now wait, from `now`,
+    /// for the audit log.
+    pub fn failed(&self, attempt: Attempt, now: Instant) -> Vec<Locked> {
+        let mut table = self.table();
         attempt
             .keys
             .iter()
             .filter_map(|key| {
-                let strikes = table.get(key)?;
-                let wait = self.wait_after(strikes.failures, self.free_failures(key))?;
+                let free = self.free_failures(key);
+                let strikes = table.get_mut(key)?;
+                let wait = self.wait_after(strikes.failures, free)?;
+                strikes.until = Some(now + wait);
                 Some(Locked {
                     scope: key.scope(),
                     failures: strikes.failures,
@@ -331,7 +341,8 @@ mod tests {
     }
 
     fn fail(t: &Throttle, user: &str, addr: &str, now: Instant) -> Result<Vec<Locked>, Wait> {
-        t.begin(Some(user), Some(addr), now).map(|a| t.failed(a))
+        t.begin(Some(user), Some(addr), now)
+            .map(|a| t.failed(a, now))
     }
 
     #[test]
@@ -421,6 +432,19 @@ mod tests {
             .filter_map(|_| t.begin(Some("ann"), Some("10.0.0.1:1"), now).ok())
             .collect();
         assert_eq!(taken.len(), 4, "the free failures and one more");
+        // The one past the free failures fails late (a slow check): its wait counts from then.
+        let mut taken = taken;
+        let last = taken.pop().unwrap();
+        let late = now + Duration::from_secs(40);
+        assert_eq!(t.failed(last, late)[0].wait, Duration::from_secs(1));
+        let refused = t
+            .begin(
+                Some("ann"),
+                Some("10.0.0.1:1"),
+                late + Duration::from_millis(400),
+            )
+            .unwrap_err();
+        assert_eq!(refused.retry_after, Duration::from_millis(600));
     }
 
     #[test]

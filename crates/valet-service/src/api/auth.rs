@@ -46,7 +46,7 @@ pub async fn token(
     match &result {
         Ok(_) => state.throttle().succeeded(attempt),
         Err(failure) if failure.0.code.http_status() == 401 => {
-            for locked in state.throttle().failed(attempt) {
+            for locked in state.throttle().failed(attempt, Instant::now()) {
                 let mut entry = Entry::new(Event::SignInThrottled, now);
                 entry.user = match locked.scope {
                     Scope::Account => name.as_deref(),
@@ -353,8 +353,17 @@ pub async fn logout(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     caller: Caller,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<StatusCode, Failure> {
+    // Refused like every other body: an ApiError, not the extractor's plain text.
+    let body = body.map_err(|rejection| {
+        let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ErrorCode::TooLarge
+        } else {
+            ErrorCode::BadRequest
+        };
+        Failure::new(code, rejection.body_text())
+    })?;
     // The body is optional: a client with no refresh token may send nothing.
     let request: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
         LogoutRequest::default()

@@ -32,6 +32,8 @@ use crate::store::{
 
 /// Most part problems spelled out in one message.
 const MAX_PROBLEMS_SHOWN: usize = 20;
+/// Most part numbers named in one message.
+const MAX_PART_NUMBERS_SHOWN: usize = 100;
 
 /// Complete an upload and verify the object. Completing a verified upload again answers the
 /// same result (a client may retry after losing the answer).
@@ -235,7 +237,15 @@ fn verified_answer(row: &UploadRow, size: u64) -> UploadVerified {
 
 /// A `parts_mismatch` listing the problems found, part by part.
 fn parts_mismatch(problems: &BTreeMap<u32, String>) -> Failure {
-    let numbers: Vec<String> = problems.keys().map(u32::to_string).collect();
+    // Bounded, whatever a client reports: 10,000 bogus receipts must not make a 60 KB answer.
+    let mut numbers: Vec<String> = problems
+        .keys()
+        .take(MAX_PART_NUMBERS_SHOWN)
+        .map(u32::to_string)
+        .collect();
+    if problems.len() > MAX_PART_NUMBERS_SHOWN {
+        numbers.push(format!("… ({} parts in all)", problems.len()));
+    }
     let details: Vec<&str> = problems
         .values()
         .take(MAX_PROBLEMS_SHOWN)
