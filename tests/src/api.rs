@@ -162,7 +162,8 @@ pub fn send(
 
 /// `POST /v1/auth/token` with a password grant.
 pub fn password_grant(client: &Client, base: &str, user: &str, password: &str) -> RawAnswer {
-    let body = serde_json::json!({"grant_type": "password", "username": user, "password": password});
+    let body =
+        serde_json::json!({"grant_type": "password", "username": user, "password": password});
     send(
         client,
         base,

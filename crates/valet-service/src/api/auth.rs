@@ -106,7 +106,7 @@ async fn grant(
             if !auth::verify_password(password, hash).await {
                 let mut entry = Entry::new(Event::SignInFailed, now);
                 entry.user = Some(&username);
-                entry.client_addr = client.as_deref();
+                entry.client_addr = client;
                 entry.detail = Some(json!({ "known_user": known }));
                 audit::record_or_warn(state.db(), &entry).await;
                 return Err(Failure::new(
@@ -117,25 +117,16 @@ async fn grant(
             let response = auth::issue_pair(state, &username, &random_id(), now).await?;
             let mut entry = Entry::new(Event::SignIn, now);
             entry.user = Some(&username);
-            entry.client_addr = client.as_deref();
+            entry.client_addr = client;
             audit::record(state.db(), &entry).await?;
             Ok(response)
         }
         TokenRequest::Enrollment {
             enrollment_secret,
             device_name,
-        } => {
-            enroll(
-                state,
-                client.as_deref(),
-                &enrollment_secret,
-                &device_name,
-                now,
-            )
-            .await
-        }
+        } => enroll(state, client, &enrollment_secret, &device_name, now).await,
         TokenRequest::IdToken { id_token, nonce } => {
-            sso_sign_in(state, client.as_deref(), &id_token, &nonce, now).await
+            sso_sign_in(state, client, &id_token, &nonce, now).await
         }
         TokenRequest::RefreshToken { refresh_token } => {
             if !refresh_token.starts_with(REFRESH_PREFIX) {
@@ -154,7 +145,7 @@ async fn grant(
             let pair = auth::NewPair::new(state, &stored.user, now);
             let mut entry = Entry::new(Event::TokenRefreshed, now);
             entry.user = Some(&stored.user);
-            entry.client_addr = client.as_deref();
+            entry.client_addr = client;
             if !tokens::rotate(
                 state.db(),
                 &stored.id,
@@ -167,7 +158,7 @@ async fn grant(
                 tokens::revoke_family(state.db(), &family, now).await?;
                 let mut entry = Entry::new(Event::RefreshTokenReused, now);
                 entry.user = Some(&stored.user);
-                entry.client_addr = client.as_deref();
+                entry.client_addr = client;
                 audit::record_or_warn(state.db(), &entry).await;
                 return Err(Failure::new(
                     ErrorCode::TokenRevoked,

@@ -10,7 +10,9 @@ use super::authorization::routes_in_source;
 use super::{ANN, Deployment, create_upload};
 
 /// Methods tried on every path; TRACE and CONNECT-like oddities included.
-const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"];
+const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+];
 
 /// Paths an attacker would guess for the log, besides every routed one.
 const GUESSED: &[&str] = &[
@@ -36,12 +38,20 @@ const HEADERS: &[(&str, &str)] = &[
     ("cache-control", "no-store"),
     ("referrer-policy", "no-referrer"),
     ("x-frame-options", "DENY"),
-    ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
 ];
 
 fn assert_headers(answer: &RawAnswer, what: &str) {
     for (name, value) in HEADERS {
-        assert_eq!(answer.header(name), Some(*value), "{what} (HTTP {}): {name}", answer.status);
+        assert_eq!(
+            answer.header(name),
+            Some(*value),
+            "{what} (HTTP {}): {name}",
+            answer.status
+        );
     }
 }
 
@@ -54,10 +64,18 @@ fn no_request_rewrites_the_audit_log_and_every_answer_has_the_security_headers()
     let created = create_upload(&d, &token, "audited.bin", 10).json();
     let id = created["upload_id"].as_str().unwrap().to_owned();
     let digest = crate::helpers::part_digest(1, b"0123456789");
-    let keys = d.call(&token, "POST", &format!("/v1/uploads/{id}/keys"), Some(json!({"parts": [digest]})));
+    let keys = d.call(
+        &token,
+        "POST",
+        &format!("/v1/uploads/{id}/keys"),
+        Some(json!({"parts": [digest]})),
+    );
     assert_eq!(keys.status, 200, "{keys:?}");
     let before = d.service.audit();
-    assert!(before.len() >= 3, "sign-in, creation and key entries: {before:?}");
+    assert!(
+        before.len() >= 3,
+        "sign-in, creation and key entries: {before:?}"
+    );
 
     let routed = routes_in_source();
     let mut paths: Vec<String> = routed.iter().map(|(_, p)| p.clone()).collect();
@@ -94,7 +112,9 @@ fn no_request_rewrites_the_audit_log_and_every_answer_has_the_security_headers()
                     .iter()
                     .any(|(m, p)| m == method && p.replace("{id}", &id) == path)
                     || (*method == "HEAD"
-                        && routed.iter().any(|(m, p)| m == "GET" && p.replace("{id}", &id) == path));
+                        && routed
+                            .iter()
+                            .any(|(m, p)| m == "GET" && p.replace("{id}", &id) == path));
                 if !routed_here {
                     assert!(
                         [404, 405].contains(&answer.status),
@@ -127,10 +147,18 @@ fn no_request_rewrites_the_audit_log_and_every_answer_has_the_security_headers()
     };
     assert_eq!(
         events_of(&id),
-        [json!("upload_created"), json!("key_issued"), json!("upload_aborted")],
+        [
+            json!("upload_created"),
+            json!("key_issued"),
+            json!("upload_aborted")
+        ],
         "the aborted upload keeps its history"
     );
     let events: Vec<&Value> = after.iter().map(|e| &e["event"]).collect();
     assert!(events.contains(&&json!("sign_in")) && events.contains(&&json!("logout")));
-    println!("audit sweep: {} paths × {} methods × 2 bodies = {sent} requests", paths.len(), METHODS.len());
+    println!(
+        "audit sweep: {} paths × {} methods × 2 bodies = {sent} requests",
+        paths.len(),
+        METHODS.len()
+    );
 }

@@ -69,9 +69,10 @@ pub(super) fn routes_in_source() -> BTreeSet<(String, String)> {
         let methods = &call[..end];
         for method in ["get", "post", "put", "patch", "delete", "head", "options"] {
             let called = methods.match_indices(&format!("{method}(")).any(|(at, _)| {
-                at == 0 || !methods.as_bytes()[at - 1].is_ascii_alphanumeric()
-                    && methods.as_bytes()[at - 1] != b'_'
-                    && methods.as_bytes()[at - 1] != b':'
+                at == 0
+                    || !methods.as_bytes()[at - 1].is_ascii_alphanumeric()
+                        && methods.as_bytes()[at - 1] != b'_'
+                        && methods.as_bytes()[at - 1] != b':'
             });
             if called {
                 routes.insert((method.to_ascii_uppercase(), path.to_owned()));
@@ -87,7 +88,15 @@ pub(super) fn routes_in_source() -> BTreeSet<(String, String)> {
 
 /// Every (METHOD, path) `/openapi.json` documents.
 fn routes_in_openapi(d: &Deployment) -> BTreeSet<(String, String)> {
-    let doc = send(&client_from(None), d.url(), "GET", "/openapi.json", None, None).json();
+    let doc = send(
+        &client_from(None),
+        d.url(),
+        "GET",
+        "/openapi.json",
+        None,
+        None,
+    )
+    .json();
     let mut routes = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().expect("openapi.json has paths") {
         for method in item.as_object().unwrap().keys() {
@@ -108,8 +117,16 @@ struct Tokens {
 fn tokens(d: &Deployment) -> Tokens {
     let (valid, _) = d.api_token(ANN, "matrix");
     let (revoked_api, revoked_id) = d.api_token(ANN, "revoked-by-admin");
-    let out = d.service.admin(&["token", "revoke", &revoked_id]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = d
+        .service
+        .admin(&["token", "revoke", &revoked_id])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // access_ttl is 1 s in this deployment: this one has expired by the time it is used.
     let expired = d.sign_in(ANN);
@@ -133,24 +150,52 @@ fn tokens(d: &Deployment) -> Tokens {
     let refused = vec![
         ("no Authorization".to_owned(), None, "unauthenticated"),
         ("empty".to_owned(), Some(String::new()), "unauthenticated"),
-        ("Bearer alone".to_owned(), Some("Bearer".to_owned()), "unauthenticated"),
-        ("Basic".to_owned(), Some("Basic YW5uOmFubi1jb3JyZWN0".to_owned()), "unauthenticated"),
-        ("no prefix".to_owned(), bearer("not-a-valet-token"), "unauthenticated"),
+        (
+            "Bearer alone".to_owned(),
+            Some("Bearer".to_owned()),
+            "unauthenticated",
+        ),
+        (
+            "Basic".to_owned(),
+            Some("Basic YW5uOmFubi1jb3JyZWN0".to_owned()),
+            "unauthenticated",
+        ),
+        (
+            "no prefix".to_owned(),
+            bearer("not-a-valet-token"),
+            "unauthenticated",
+        ),
         ("prefix only".to_owned(), bearer("vat_"), "unauthenticated"),
-        ("SQL".to_owned(), bearer("vat_' OR '1'='1"), "unauthenticated"),
-        ("one character changed".to_owned(), bearer(&tampered), "unauthenticated"),
+        (
+            "SQL".to_owned(),
+            bearer("vat_' OR '1'='1"),
+            "unauthenticated",
+        ),
+        (
+            "one character changed".to_owned(),
+            bearer(&tampered),
+            "unauthenticated",
+        ),
         (
             "a refresh token as bearer".to_owned(),
             bearer(&logged_out.refresh_token),
             "unauthenticated",
         ),
-        ("expired access token".to_owned(), bearer(&expired.access_token), "token_expired"),
+        (
+            "expired access token".to_owned(),
+            bearer(&expired.access_token),
+            "token_expired",
+        ),
         (
             "access token after logout".to_owned(),
             bearer(&logged_out.access_token),
             "token_revoked",
         ),
-        ("API token revoked by the administrator".to_owned(), bearer(&revoked_api), "token_revoked"),
+        (
+            "API token revoked by the administrator".to_owned(),
+            bearer(&revoked_api),
+            "token_revoked",
+        ),
     ];
     Tokens { refused, valid }
 }
@@ -200,7 +245,10 @@ fn every_route_refuses_every_bad_token_and_hides_other_users_uploads() {
     assert_eq!(rows, routed, "one row per route of the router (api/mod.rs)");
     let mut documented_or_served = documented.clone();
     documented_or_served.insert(("GET".into(), "/openapi.json".into()));
-    assert_eq!(documented_or_served, routed, "openapi.json documents every route");
+    assert_eq!(
+        documented_or_served, routed,
+        "openapi.json documents every route"
+    );
 
     let tokens = tokens(&d);
     let ann_upload = create_upload(&d, &tokens.valid, "ann-own.bin", 10).json();
@@ -228,7 +276,8 @@ fn every_route_refuses_every_bad_token_and_hides_other_users_uploads() {
                 }
                 _ => call(d, Some(&valid), method, path, id),
             };
-            let public_answer = (access == Access::Public).then(|| call(&d, None, method, path, id));
+            let public_answer =
+                (access == Access::Public).then(|| call(&d, None, method, path, id));
             for (what, auth, expected) in &tokens.refused {
                 let answer = call(&d, auth.as_deref(), method, path, id);
                 checked += 1;
@@ -268,7 +317,9 @@ fn every_route_refuses_every_bad_token_and_hides_other_users_uploads() {
             );
             let text = String::from_utf8_lossy(&answer.body);
             assert!(
-                !text.contains(&bob_key) && !text.contains("users/bob") && !text.contains("bob-private"),
+                !text.contains(&bob_key)
+                    && !text.contains("users/bob")
+                    && !text.contains("bob-private"),
                 "{target}: nothing of bob's upload in ann's answer: {text}"
             );
             if *id == bob_id {
@@ -284,7 +335,10 @@ fn every_route_refuses_every_bad_token_and_hides_other_users_uploads() {
 
     // The valid answers said the right things.
     let me = d.call(&tokens.valid, "GET", "/v1/me", None).json();
-    assert_eq!((me["user"].as_str(), me["prefix"].as_str()), (Some(ANN), Some("users/ann/")));
+    assert_eq!(
+        (me["user"].as_str(), me["prefix"].as_str()),
+        (Some(ANN), Some("users/ann/"))
+    );
     let listed = d.call(&tokens.valid, "GET", "/v1/uploads", None).json();
     let listed: Vec<&str> = listed["uploads"]
         .as_array()
@@ -297,7 +351,9 @@ fn every_route_refuses_every_bad_token_and_hides_other_users_uploads() {
         "ann lists only her own uploads: {listed:?}"
     );
     // Bob's upload is as he left it: open, no key issued for it, no part in the store.
-    let bob_status = d.call(&bob_token, "GET", &format!("/v1/uploads/{bob_id}"), None).json();
+    let bob_status = d
+        .call(&bob_token, "GET", &format!("/v1/uploads/{bob_id}"), None)
+        .json();
     assert_eq!(bob_status["state"], "open", "{bob_status}");
     assert_eq!(bob_status["parts"], json!([]), "{bob_status}");
     let touched: Vec<_> = d
@@ -306,6 +362,12 @@ fn every_route_refuses_every_bad_token_and_hides_other_users_uploads() {
         .into_iter()
         .filter(|e| e["upload_id"] == bob_id.as_str() && e["event"] != "upload_created")
         .collect();
-    assert!(touched.is_empty(), "nothing happened to bob's upload: {touched:?}");
-    println!("authorization matrix: {} routes, {checked} calls", ROWS.len());
+    assert!(
+        touched.is_empty(),
+        "nothing happened to bob's upload: {touched:?}"
+    );
+    println!(
+        "authorization matrix: {} routes, {checked} calls",
+        ROWS.len()
+    );
 }

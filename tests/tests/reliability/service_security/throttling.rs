@@ -22,13 +22,20 @@ fn from(last: u8) -> reqwest::blocking::Client {
 }
 
 fn status_code(answer: &RawAnswer) -> (u16, String) {
-    let code = answer.error().map(|e| e.code.as_str().to_owned()).unwrap_or_default();
+    let code = answer
+        .error()
+        .map(|e| e.code.as_str().to_owned())
+        .unwrap_or_default();
     (answer.status, code)
 }
 
 /// `Retry-After` of a 429, in seconds.
 fn retry_after(answer: &RawAnswer) -> u64 {
-    assert_eq!(status_code(answer), (429, "rate_limited".into()), "{answer:?}");
+    assert_eq!(
+        status_code(answer),
+        (429, "rate_limited".into()),
+        "{answer:?}"
+    );
     answer
         .header("retry-after")
         .and_then(|v| v.parse().ok())
@@ -50,19 +57,24 @@ fn failed_sign_ins_wait_bounded_and_the_right_password_works_after() {
     let guess = |client: &reqwest::blocking::Client, user: &str| {
         password_grant(client, &url, user, "wrong-password")
     };
-    let right = |client: &reqwest::blocking::Client| {
-        password_grant(client, &url, ANN, &password_of(ANN))
-    };
+    let right =
+        |client: &reqwest::blocking::Client| password_grant(client, &url, ANN, &password_of(ANN));
 
     // The free failures, and the first one past them, are checked and refused as wrong.
     for _ in 0..4 {
-        assert_eq!(status_code(&guess(&attacker, ANN)), (401, "invalid_credentials".into()));
+        assert_eq!(
+            status_code(&guess(&attacker, ANN)),
+            (401, "invalid_credentials".into())
+        );
     }
     // Now ann, from that address, waits, even with the right password; nothing is checked.
     let refused = right(&attacker);
     assert!(retry_after(&refused) >= 1, "{refused:?}");
     let message = refused.error().unwrap().message;
-    assert!(message.contains("try again in"), "the message says how long: {message}");
+    assert!(
+        message.contains("try again in"),
+        "the message says how long: {message}"
+    );
     // Ann from her own address, and bob from the attacker's, are not held up.
     assert_eq!(right(&from(3)).status, 200, "ann from elsewhere signs in");
     assert_eq!(
@@ -96,11 +108,17 @@ fn failed_sign_ins_wait_bounded_and_the_right_password_works_after() {
 
     // One more failure starts a wait; the right password during it is refused, after it signs
     // in, and ends the waits of that account and address.
-    assert_eq!(status_code(&guess(&attacker, ANN)), (401, "invalid_credentials".into()));
+    assert_eq!(
+        status_code(&guess(&attacker, ANN)),
+        (401, "invalid_credentials".into())
+    );
     let refused = right(&attacker);
     wait_out(&refused);
     let signed_in = right(&attacker);
-    assert_eq!(signed_in.status, 200, "the right password works after the wait: {signed_in:?}");
+    assert_eq!(
+        signed_in.status, 200,
+        "the right password works after the wait: {signed_in:?}"
+    );
     assert_eq!(
         status_code(&guess(&attacker, ANN)),
         (401, "invalid_credentials".into()),
@@ -109,12 +127,16 @@ fn failed_sign_ins_wait_bounded_and_the_right_password_works_after() {
 
     // Audited: each wait that started, with its scope; never a password.
     let audit = d.service.audit();
-    let throttled: Vec<_> = audit.iter().filter(|e| e["event"] == "sign_in_throttled").collect();
+    let throttled: Vec<_> = audit
+        .iter()
+        .filter(|e| e["event"] == "sign_in_throttled")
+        .collect();
     assert!(
-        throttled
-            .iter()
-            .any(|e| e["user"] == ANN && e["detail"]["scope"] == "account_and_address"
-                && e["client_addr"].as_str().is_some_and(|a| a.starts_with("127.0.0.2:"))),
+        throttled.iter().any(|e| e["user"] == ANN
+            && e["detail"]["scope"] == "account_and_address"
+            && e["client_addr"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("127.0.0.2:"))),
         "{throttled:?}"
     );
     let text = serde_json::to_string(&audit).unwrap();
@@ -143,7 +165,10 @@ fn one_address_guessing_many_accounts_or_in_parallel_waits() {
     let checked = answers.iter().filter(|a| a.0 == 401).count();
     let waited = answers.iter().filter(|a| a.0 == 429).count();
     assert_eq!(checked + waited, 16, "{answers:?}");
-    assert!(checked <= 4, "at most free + 1 guesses checked at once: {answers:?}");
+    assert!(
+        checked <= 4,
+        "at most free + 1 guesses checked at once: {answers:?}"
+    );
 
     // Many accounts from one address: after address_free_failures the address waits, whatever
     // account it names next; another address is not held up.
@@ -159,9 +184,18 @@ fn one_address_guessing_many_accounts_or_in_parallel_waits() {
         assert_eq!(status_code(&answer), (401, "invalid_credentials".into()));
     }
     let first_wait = first_wait.expect("the address waits after 20 failures");
-    assert!(first_wait.error().unwrap().message.contains("from this address"));
+    assert!(
+        first_wait
+            .error()
+            .unwrap()
+            .message
+            .contains("from this address")
+    );
     let refused = password_grant(&sprayer, &url, ANN, &password_of(ANN));
-    assert_eq!(refused.status, 429, "even a right password from the waiting address");
+    assert_eq!(
+        refused.status, 429,
+        "even a right password from the waiting address"
+    );
     assert_eq!(
         password_grant(&from(7), &url, ANN, &password_of(ANN)).status,
         200,
@@ -189,7 +223,9 @@ fn one_address_guessing_many_accounts_or_in_parallel_waits() {
 #[test]
 fn valet_login_names_the_wait_at_once() {
     // A wait long enough that the CLI certainly meets it, however slow the machine.
-    let d = Deployment::start("[throttle]\nfree_failures = 1\nfirst_delay = \"10m\"\nmax_delay = \"10m\"\n");
+    let d = Deployment::start(
+        "[throttle]\nfree_failures = 1\nfirst_delay = \"10m\"\nmax_delay = \"10m\"\n",
+    );
     let url = d.url().to_owned();
     // The CLI connects from 127.0.0.1, like this client.
     for expected in [401, 401, 429] {
