@@ -282,8 +282,10 @@ fn query_value(url: &str, name: &str) -> Option<String> {
 }
 
 /// On Azure a key is a SAS for one blob (`sr=b`) with create and write only (`sp=cw`): it cannot
-/// read, delete or list. What such a SAS can do beyond its block is in the report
-/// (docs/RELIABILITY.md): Azure has no permission for "Put Block" alone.
+/// read, delete or list. Azure has no permission for Put Block alone, so the same SAS can also
+/// write the whole blob (Put Blob) or commit its blocks (Put Block List) without the service:
+/// such an object is the caller's own file name under the caller's own prefix, and the service
+/// never records it as completed (docs/RELIABILITY.md, known limits).
 #[test]
 fn an_azure_part_key_cannot_read_delete_or_list() {
     let k = keyed(StoreKind::Azure, "kiri", ServiceOptions::default());
