@@ -66,6 +66,23 @@ impl FileStamp {
     }
 }
 
+/// The inode's change time (Unix `ctime`), seconds and nanoseconds; `None` elsewhere. Every
+/// write and every change of the modification time moves it, and no writer can set it back,
+/// so it tells a file rewritten in place with its old modification time (`touch -r`,
+/// `rsync --inplace --times`). It also moves on a change of mode or owner.
+pub(crate) fn change_time(meta: &Metadata) -> Option<(i64, i64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.ctime(), meta.ctime_nsec()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
+    }
+}
+
 #[cfg(unix)]
 fn inode(meta: &Metadata) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;

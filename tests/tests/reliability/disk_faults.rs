@@ -169,6 +169,36 @@ fn a_source_replaced_mid_upload_is_not_completed() {
     );
 }
 
+/// The file rewritten in place, in a part already sent and in one not yet read, and its
+/// modification time set back (as `touch -r`, `rsync --inplace --times` or a file system with
+/// one-second times can leave it): size, modification time and inode are all as before, yet
+/// the object would mix old and new bytes, a file that never was. The inode's change time,
+/// which no writer can set back, tells.
+#[test]
+fn a_source_rewritten_in_place_with_its_old_times_is_not_completed() {
+    use std::io::{Seek, SeekFrom, Write};
+    let w = world("ines", ServiceOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let (file, child) = upload_under_way(&w, dir.path(), "in-place.bin");
+    let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    let other = vec![0x5a; PART_SIZE as usize];
+    for part in [0, 13] {
+        writer.seek(SeekFrom::Start(part * PART_SIZE)).unwrap();
+        writer.write_all(&other).unwrap();
+    }
+    writer.set_modified(modified).unwrap();
+    drop(writer);
+    let run = parse_run(child.wait_with_output().unwrap());
+    refused_cleanly(
+        &w,
+        &run,
+        "source_changed",
+        "written to while it was read",
+        "in-place.bin",
+    );
+}
+
 /// Whether this process runs as root, to whom file modes are no obstacle.
 fn is_root() -> bool {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();

@@ -12,7 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use valet_protocol::PartLayout;
 
 use crate::error::{Error, Result};
-use crate::source::{FileStamp, check_unchanged};
+use crate::source::{FileStamp, change_time, check_unchanged};
 
 /// One part as read from the file. The permit is one of the pipeline's part buffers: it is given
 /// back when the part is dropped (sent and journaled, or skipped).
@@ -41,7 +41,8 @@ pub(crate) fn read_parts(
         source,
     };
     let mut file = File::open(path).map_err(unreadable)?;
-    let opened = FileStamp::of(&file.metadata().map_err(unreadable)?);
+    let opened_meta = file.metadata().map_err(unreadable)?;
+    let opened = FileStamp::of(&opened_meta);
     if let Some(reason) = stamp.difference(&opened) {
         return Err(Error::SourceChanged {
             path: path.to_path_buf(),
@@ -76,6 +77,15 @@ pub(crate) fn read_parts(
         hashed += len;
         on_hashed(hashed);
         check_unchanged(path, stamp)?;
+        // Parts read earlier may have been rewritten since, their times set back: the object
+        // would mix old and new bytes.
+        let now = file.metadata().map_err(unreadable)?;
+        if change_time(&now) != change_time(&opened_meta) {
+            return Err(Error::SourceChanged {
+                path: path.to_path_buf(),
+                reason: "written to while it was read, or its attributes changed".into(),
+            });
+        }
         let part = ReadPart {
             number,
             bytes: Bytes::from(buf),
@@ -177,5 +187,48 @@ mod tests {
         .unwrap()
         .expect_err("changed");
         assert_eq!(e.code(), "source_changed");
+    }
+    /// A part already read is rewritten in place and the modification time set back: size,
+    /// time and inode match the stamp, the change time does not.
+    #[cfg(unix)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_rewritten_in_place_with_its_old_time_stops_the_reader() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let part = valet_protocol::MIN_PART_SIZE as usize;
+        std::fs::write(&path, vec![1u8; 3 * part]).unwrap();
+        let stamp = FileStamp::read(&path).unwrap();
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let layout = PartLayout::new(3 * part as u64, part as u64).unwrap();
+        // One buffer: the reader waits for the first part to be taken before reading on.
+        let buffers = Arc::new(Semaphore::new(1));
+        let (tx, mut rx) = mpsc::channel(1);
+        let reader = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                read_parts(&path, &stamp, &layout, buffers, tx, |_| {})
+            })
+        };
+        let first = rx.recv().await.expect("part 1");
+        // Past the coarse clock tick the change time is taken from.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut writer = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        writer.write_all(&vec![2u8; part]).unwrap();
+        writer.set_modified(modified).unwrap();
+        drop(writer);
+        assert_eq!(
+            FileStamp::read(&path).unwrap(),
+            stamp,
+            "the stamp cannot tell"
+        );
+        drop(first);
+        while rx.recv().await.is_some() {}
+        let e = reader.await.unwrap().expect_err("rewritten");
+        assert_eq!(e.code(), "source_changed");
+        assert!(
+            e.to_string().contains("written to while it was read"),
+            "{e}"
+        );
     }
 }
