@@ -60,7 +60,7 @@ pub(crate) fn service_client() -> reqwest::Client {
 
 /// The client for the store. No total timeout (on a slow link a part takes as long as it
 /// takes); a stalled connection is noticed by the part's sender instead (see
-/// [`STORE_STALL_TIMEOUT`]). Not reqwest's `read_timeout` either: it runs from the start of a
+/// [`STORE_STALL_TIMEOUT`] and [`STORE_ANSWER_TIMEOUT`]). Not reqwest's `read_timeout` either: it runs from the start of a
 /// request to its answer's headers, the whole body's sending included, so it ended every part
 /// that took longer to send than its limit, however steadily the bytes went (a 5 MiB part on an
 /// 80 KB/s link never got through). Redirects are not followed because the key only allows the
@@ -73,13 +73,25 @@ pub(crate) fn store_client() -> reqwest::Client {
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
-/// How long one attempt to send a part may go without progress (no body bytes taken by the
-/// connection, or no answer once they all were) before it is given up as stalled and retried:
-/// a dead or black-holed connection.
+/// How long one attempt to send a part may go without progress while its body is being sent
+/// (no body bytes taken by the connection) before it is given up as stalled and retried: a
+/// dead or black-holed connection.
 pub(crate) const STORE_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Resolves once `progress` (a count of bytes sent) has not moved for `limit`.
-pub(crate) async fn stalled(progress: &std::sync::atomic::AtomicU64, limit: Duration) {
+/// How long an attempt may wait for the store's answer once the connection took every body
+/// byte. Longer than [`STORE_STALL_TIMEOUT`]: "taken" only means the bytes are in socket
+/// buffers, and megabytes of them can still be on their way on a slow link (6 MiB at 20 KB/s
+/// take 5 minutes); a store answers within seconds of the last byte.
+pub(crate) const STORE_ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Resolves once `progress` (body bytes taken by the connection, of `total`) has not moved
+/// for `limit` while bytes remain, or for `answer_limit` once all `total` were taken.
+pub(crate) async fn stalled(
+    progress: &std::sync::atomic::AtomicU64,
+    total: u64,
+    limit: Duration,
+    answer_limit: Duration,
+) {
     use std::sync::atomic::Ordering;
     let tick = (limit / 10).min(Duration::from_secs(1));
     let mut seen = progress.load(Ordering::Relaxed);
@@ -87,10 +99,11 @@ pub(crate) async fn stalled(progress: &std::sync::atomic::AtomicU64, limit: Dura
     loop {
         tokio::time::sleep(tick).await;
         let now = progress.load(Ordering::Relaxed);
+        let allowed = if now >= total { answer_limit } else { limit };
         if now != seen {
             seen = now;
             since = Instant::now();
-        } else if since.elapsed() >= limit {
+        } else if since.elapsed() >= allowed {
             return;
         }
     }
@@ -278,8 +291,8 @@ mod tests {
     async fn stalled_means_no_progress_for_the_limit_not_a_long_time() {
         use std::sync::Arc;
         use std::sync::atomic::{AtomicU64, Ordering};
-        let limit = Duration::from_millis(300);
-        // Bytes every 50 ms for 1.5 s (five times the limit): never stalled.
+        let (limit, answer_limit) = (Duration::from_millis(300), Duration::from_millis(900));
+        // A byte every 50 ms for 1.5 s (five times the limit): never stalled.
         let progress = Arc::new(AtomicU64::new(0));
         let trickle = {
             let progress = progress.clone();
@@ -292,12 +305,19 @@ mod tests {
         };
         tokio::select! {
             () = trickle => {}
-            () = stalled(&progress, limit) => panic!("a steady trickle was called stalled"),
+            () = stalled(&progress, 100, limit, answer_limit) => {
+                panic!("a steady trickle was called stalled")
+            }
         }
-        // Then silence: stalled after the limit.
+        // Then silence with bytes left to send: stalled after the limit.
         let start = Instant::now();
-        stalled(&progress, limit).await;
-        assert!(start.elapsed() >= limit);
+        stalled(&progress, 100, limit, answer_limit).await;
+        let waited = start.elapsed();
+        assert!(waited >= limit && waited < answer_limit, "{waited:?}");
+        // Every byte taken: the answer may take longer.
+        let start = Instant::now();
+        stalled(&progress, 30, limit, answer_limit).await;
+        assert!(start.elapsed() >= answer_limit, "{:?}", start.elapsed());
     }
 
     #[test]

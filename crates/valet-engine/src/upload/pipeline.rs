@@ -286,8 +286,9 @@ async fn sender(
 ///   new key and another attempt (not counted as a failure); another `403` gets one new key;
 /// - `400 BadDigest` means the bytes on disk may have changed: the part is read again and its
 ///   SHA-256 compared with the one its key binds; different means [`Error::SourceChanged`];
-/// - an attempt without progress for [`http::STORE_STALL_TIMEOUT`] (no body bytes taken, no
-///   answer) is given up as stalled; a slow attempt that moves is never cut short;
+/// - an attempt without progress is given up as stalled: no body bytes taken for
+///   [`http::STORE_STALL_TIMEOUT`], or no answer [`http::STORE_ANSWER_TIMEOUT`] after the
+///   last; a slow attempt that moves is never cut short;
 /// - network failures, `429` and `5xx` are retried with backoff (see [`RetryPolicy`]) until the
 ///   budget is spent: [`Error::RetriesExhausted`] names the part and the last failure.
 async fn send_part(run: &Run, part: HashedPart, mut lease: KeyLease) -> Result<()> {
@@ -323,12 +324,12 @@ async fn send_part(run: &Run, part: HashedPart, mut lease: KeyLease) -> Result<(
         );
         let outcome = tokio::select! {
             outcome = sending => outcome,
-            () = http::stalled(&attempt_sent, http::STORE_STALL_TIMEOUT) => Err(
-                PartFailure::Retryable(format!(
-                    "the connection stalled: no progress for {} s",
-                    http::STORE_STALL_TIMEOUT.as_secs()
-                )),
-            ),
+            () = http::stalled(
+                &attempt_sent,
+                part.bytes.len() as u64,
+                http::STORE_STALL_TIMEOUT,
+                http::STORE_ANSWER_TIMEOUT,
+            ) => Err(PartFailure::Retryable("the connection stalled: no progress".into())),
         };
         let sent_now = attempt_sent.load(Ordering::Relaxed);
         run.sent.fetch_add(sent_now, Ordering::Relaxed);
