@@ -141,9 +141,9 @@ impl Fault {
 pub struct FaultProxy {
     /// `127.0.0.1:PORT`, where it listens.
     pub addr: String,
-    name: String,
+    config: ProxyConfig,
     info: SharedProxyInfo,
-    events: RequestSender<ToxicEvent, ToxicEventResult>,
+    events: ToxicEvents,
     stopper: Option<Stopper>,
     next_toxic: Mutex<u32>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -153,7 +153,7 @@ impl std::fmt::Debug for FaultProxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FaultProxy")
             .field("addr", &self.addr)
-            .field("name", &self.name)
+            .field("upstream", &self.config.upstream)
             .finish_non_exhaustive()
     }
 }
@@ -172,42 +172,52 @@ impl FaultProxy {
             .enable_all()
             .build()
             .expect("a runtime for the fault proxy");
-        let addr = format!("127.0.0.1:{}", crate::free_port());
-        let name = crate::random_name("proxy");
-        let mut next_toxic = 0;
-        let toxics = toxics_of(faults, &mut next_toxic);
         let config = ProxyConfig {
-            name: name.clone(),
-            listen: addr.clone(),
+            name: crate::random_name("proxy"),
+            listen: format!("127.0.0.1:{}", crate::free_port()),
             upstream,
             enabled: true,
             rand_seed: None,
         };
-        let (events, receiver) = bmrng::channel(1);
-        let (stop, stopper) = Stop::new();
-        let (_close, closer) = Close::new();
-        let info = runtime.block_on(async {
-            let (listener, info) = ProxyRunner::initialize_proxy::<TcpListener>(config, toxics)
-                .await
-                .expect("the fault proxy binds its port");
-            tokio::spawn(ProxyRunner::run_proxy(
-                listener,
-                info.clone(),
-                receiver,
-                stop,
-                closer,
-            ));
-            info
-        });
+        let mut next_toxic = 0;
+        let toxics = toxics_of(faults, &mut next_toxic);
+        let (info, events, stopper) = runtime
+            .block_on(launch(config.clone(), toxics))
+            .expect("the fault proxy binds its port");
         Self {
-            addr,
-            name,
+            addr: config.listen.clone(),
+            config,
             info,
             events,
             stopper: Some(stopper),
             next_toxic: Mutex::new(next_toxic),
             runtime: Some(runtime),
         }
+    }
+
+    /// Stops the proxy, which closes every connection through it, and starts it again on the
+    /// same port with `faults`. For the end of an outage: noxious cannot let the connections
+    /// it black-holed go on without the bytes it dropped, so they end (as when either side
+    /// gives up on them), and new connections find the link back.
+    pub fn restart(&mut self, faults: &[Fault]) {
+        if let Some(stopper) = self.stopper.take() {
+            stopper.stop();
+        }
+        let toxics = toxics_of(faults, &mut self.next_toxic.lock().unwrap());
+        let runtime = self.runtime.as_ref().expect("running");
+        // The old listener closes as its task sees the stop.
+        let (info, events, stopper) = crate::wait_for(
+            "the fault proxy's port free again",
+            std::time::Duration::from_secs(10),
+            || {
+                runtime
+                    .block_on(launch(self.config.clone(), toxics.clone()))
+                    .ok()
+            },
+        );
+        self.info = info;
+        self.events = events;
+        self.stopper = Some(stopper);
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -232,7 +242,10 @@ impl FaultProxy {
             self.info.state.lock().toxics = toxics;
             marker.name
         };
-        let event = ToxicEvent::new(self.name.clone(), ToxicEventKind::RemoveToxic(marker));
+        let event = ToxicEvent::new(
+            self.config.name.clone(),
+            ToxicEventKind::RemoveToxic(marker),
+        );
         self.runtime
             .as_ref()
             .expect("running")
@@ -269,6 +282,28 @@ impl Drop for FaultProxy {
         }
     }
 }
+
+/// Binds `config.listen` and runs the proxy there: its state, the channel its toxics are
+/// changed through, and what stops it.
+async fn launch(
+    config: ProxyConfig,
+    toxics: Toxics,
+) -> std::io::Result<(SharedProxyInfo, ToxicEvents, Stopper)> {
+    let (events, receiver) = bmrng::channel(1);
+    let (stop, stopper) = Stop::new();
+    let (_close, closer) = Close::new();
+    let (listener, info) = ProxyRunner::initialize_proxy::<TcpListener>(config, toxics).await?;
+    tokio::spawn(ProxyRunner::run_proxy(
+        listener,
+        info.clone(),
+        receiver,
+        stop,
+        closer,
+    ));
+    Ok((info, events, stopper))
+}
+
+type ToxicEvents = RequestSender<ToxicEvent, ToxicEventResult>;
 
 /// Faults as noxious toxics, each with a name of its own.
 fn toxics_of(faults: &[Fault], next: &mut u32) -> Toxics {
@@ -349,6 +384,23 @@ mod tests {
         assert_eq!(echo(&proxy.addr, b"back", wait).unwrap(), b"back");
         proxy.clear();
         assert_eq!(echo(&proxy.addr, &data, wait).unwrap(), data);
+    }
+
+    #[test]
+    fn a_restart_closes_open_connections_and_keeps_the_port() {
+        let mut proxy = FaultProxy::start(&echo_server(), &Fault::blackhole());
+        let mut open = TcpStream::connect(&proxy.addr).unwrap();
+        open.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        open.write_all(b"lost").unwrap();
+        proxy.restart(&[]);
+        let mut buf = [0u8; 4];
+        assert!(
+            matches!(open.read(&mut buf), Ok(0) | Err(_)),
+            "the black-holed connection was closed"
+        );
+        let wait = Duration::from_secs(5);
+        assert_eq!(echo(&proxy.addr, b"back", wait).unwrap(), b"back");
     }
 
     #[test]
