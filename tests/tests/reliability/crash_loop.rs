@@ -107,7 +107,7 @@ fn a_500_mib_upload_survives_twenty_sigkills() {
             ended_early(&mut child, kill);
             format!("{after:?} after the start")
         } else {
-            let target = parts_at_last_kill + 1 + moments.below(3);
+            let target = parts_at_last_kill + 1 + moments.below(2);
             wait_for(
                 "more parts journaled as done",
                 Duration::from_secs(300),
@@ -116,7 +116,8 @@ fn a_500_mib_upload_survives_twenty_sigkills() {
                     unfinished(&w.valet).filter(|(_, done)| *done >= target)
                 },
             );
-            let after = Duration::from_millis(moments.below(600));
+            // Up to about one part's time at the bandwidth limit.
+            let after = Duration::from_millis(moments.below(250));
             std::thread::sleep(after);
             ended_early(&mut child, kill);
             format!("{after:?} after part {target} was journaled")
@@ -168,10 +169,9 @@ fn a_500_mib_upload_survives_twenty_sigkills() {
     assert_eq!(count("upload_completed"), 1, "one upload completed");
     assert_eq!(count("upload_aborted"), 0, "nothing aborted");
     let mut keys_per_part = std::collections::BTreeMap::<u64, u64>::new();
-    let first_keys = audit
-        .iter()
-        .filter(|e| e["event"] == "key_issued" && e["detail"]["renewal"] != true);
-    for event in first_keys {
+    // Keys live 10 minutes here: every key beyond a part's first went to a run after a kill.
+    // (The service marks such keys `renewal`, as it does any key for a part keyed before.)
+    for event in audit.iter().filter(|e| e["event"] == "key_issued") {
         assert_eq!(event["upload_id"], upload_id.as_str(), "{event}");
         *keys_per_part
             .entry(event["part"].as_u64().unwrap())
