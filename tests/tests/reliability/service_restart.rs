@@ -136,8 +136,9 @@ fn service_down_while_the_last_parts_go_and_at_completion() {
     let size = 60 * MIB + 4321;
     let part_count = size.div_ceil(PART_SIZE);
     let file = random_file(dir.path(), "last.bin", size, 22);
-    // 8 MiB/s: the parts read ahead (and keyed) last a few seconds.
-    let (child, stderr) = spawn_put(&valet, &file, 8 * MIB);
+    // 4 MiB/s: the parts read ahead (and keyed) take seconds to send, time enough to see
+    // their keys in the audit log and kill the service before they are all stored.
+    let (child, stderr) = spawn_put(&valet, &file, 4 * MIB);
     // Once every part has its key, the client needs the service only to complete.
     wait_for("keys for every part", Duration::from_secs(120), || {
         (parts_with_keys(&w.service).len() as u64 == part_count).then_some(())
