@@ -199,6 +199,21 @@ fn a_source_rewritten_in_place_with_its_old_times_is_not_completed() {
     );
 }
 
+/// A file with more bytes than its size says: the kernel's files in /proc say 0. Sending what
+/// its size promised would complete an empty object for a file that is not empty.
+#[test]
+fn a_file_longer_than_its_size_is_not_completed() {
+    let w = world("proctor", ServiceOptions::default());
+    let run = w.valet.put(&[Path::new("/proc/version")], &[]);
+    refused_cleanly(
+        &w,
+        &run,
+        "source_changed",
+        "more than the 0 bytes",
+        "/proc/version",
+    );
+}
+
 /// Whether this process runs as root, to whom file modes are no obstacle.
 fn is_root() -> bool {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();

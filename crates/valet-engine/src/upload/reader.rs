@@ -95,6 +95,15 @@ pub(crate) fn read_parts(
             return Ok(None);
         }
     }
+    // More bytes than the size said (files in /proc and /sys say 0 or 4096): what was read is
+    // not the whole file.
+    let mut beyond = [0u8; 1];
+    if file.read(&mut beyond).map_err(unreadable)? > 0 {
+        return Err(Error::SourceChanged {
+            path: path.to_path_buf(),
+            reason: format!("it holds more than the {} bytes its size says", layout.size),
+        });
+    }
     Ok(Some(whole.finalize().into()))
 }
 
@@ -230,5 +239,29 @@ mod tests {
             e.to_string().contains("written to while it was read"),
             "{e}"
         );
+    }
+    /// `/proc/version` says it is empty and is not.
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_longer_than_its_size_is_refused() {
+        let path = std::path::PathBuf::from("/proc/version");
+        let stamp = FileStamp::read(&path).unwrap();
+        assert_eq!(stamp.size, 0, "the kernel reports no size");
+        let layout = PartLayout::new(0, valet_protocol::MIN_PART_SIZE).unwrap();
+        let (tx, mut rx) = mpsc::channel(1);
+        let reader = tokio::task::spawn_blocking(move || {
+            read_parts(
+                &path,
+                &stamp,
+                &layout,
+                Arc::new(Semaphore::new(1)),
+                tx,
+                |_| {},
+            )
+        });
+        while rx.recv().await.is_some() {}
+        let e = reader.await.unwrap().expect_err("not the whole file");
+        assert_eq!(e.code(), "source_changed");
+        assert!(e.to_string().contains("more than the 0 bytes"), "{e}");
     }
 }
