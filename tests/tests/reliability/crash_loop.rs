@@ -1,6 +1,6 @@
 //! `valet put` of one 512 MiB file killed with SIGKILL at random moments, 20 times, then run
 //! to the end: the object is byte-identical, alone under the prefix, and the audit log shows one
-//! upload created and one completed. Takes about a minute and a half (debug build, 2 cores).
+//! upload created and one completed. Takes 40 to 75 s (debug build, 2 cores).
 //!
 //! The moments come from a seeded generator; the seed is printed, and `VALET_CRASH_SEED=N`
 //! replays a run. Most kills land a random time after the journal shows more parts done than at
