@@ -158,10 +158,24 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("valet: {e:#}");
+            eprintln!("valet: {}", describe(&e));
             ExitCode::from(EXIT_SETUP)
         }
     }
+}
+
+/// An error and its causes on one line, each cause once: the engine's messages already
+/// include their source, which anyhow's chain would print a second time.
+fn describe(error: &anyhow::Error) -> String {
+    let mut line = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
 }
 
 /// `VALET_LOG` (an env-filter such as `debug`) to stderr; default `warn`. HTTP internals are
@@ -499,6 +513,16 @@ fn status(data_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_names_each_cause_once() {
+        let engine = valet_engine::Error::SourceUnreadable {
+            path: "/data/a.bin".into(),
+            source: std::io::Error::other("Input/output error"),
+        };
+        let line = describe(&anyhow::Error::new(engine).context("reading a.bin"));
+        assert_eq!(line, "reading a.bin: /data/a.bin: Input/output error");
+    }
 
     #[test]
     fn two_files_with_one_name_are_refused_naming_both() {
