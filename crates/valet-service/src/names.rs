@@ -19,7 +19,8 @@ pub const MAX_PREFIX_BYTES: usize = 512;
 pub fn sanitize_file_name(raw: &str) -> Option<String> {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
     let name = sanitize_segment(last)?;
-    Some(truncate_keeping_extension(&name, MAX_NAME_BYTES))
+    // Cutting a long name may leave a trailing space or dot (which Windows drops): trim again.
+    sanitize_segment(&truncate_keeping_extension(&name, MAX_NAME_BYTES))
 }
 
 /// A safe folder path (segments joined by `/`) from `--to`, or `None` when nothing is left.
@@ -209,6 +210,11 @@ mod tests {
         let name = sanitize_file_name(&long).unwrap();
         assert!(name.len() <= MAX_NAME_BYTES, "{}", name.len());
         assert!(name.ends_with(".gz"), "{name}");
+        // Cut without an extension, right after a space: the space goes too.
+        let spaced = format!("{} b", "a".repeat(MAX_NAME_BYTES - 1));
+        let name = sanitize_file_name(&spaced).unwrap();
+        assert_eq!(name, "a".repeat(MAX_NAME_BYTES - 1));
+        assert_eq!(sanitize_file_name(&name), Some(name));
         let prefix = sanitize_prefix(&"abc/".repeat(300)).unwrap();
         assert!(prefix.len() <= MAX_PREFIX_BYTES);
         assert!(!prefix.ends_with('/'));
