@@ -486,6 +486,8 @@ fn status(data_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 "parts_done": e.parts_done,
                 "part_count": e.part_count,
                 "state": e.state.as_str(),
+                "error_code": e.error_code,
+                "error": e.error,
             })
             .to_string()
         } else {

@@ -78,6 +78,7 @@ fn refused_cleanly(w: &World, run: &JsonRun, code: &str, words: &str, name: &str
     } else {
         assert_eq!(journaled.len(), 1, "{journaled:?}");
         assert_eq!(journaled[0]["state"], "failed", "{journaled:?}");
+        assert_eq!(journaled[0]["error_code"], code, "{journaled:?}");
         assert!(
             shown.contains(&format!("last error [{code}]")),
             "valet status tells why: {shown}"
