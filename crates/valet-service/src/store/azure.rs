@@ -100,12 +100,15 @@ pub fn block_id(tag: &str, number: u32) -> String {
     STANDARD.encode(format!("{tag}-{number:05}"))
 }
 
-/// The part number a block id names, when it is one of the upload tagged `tag`.
+/// The part number a block id names, when it is one of the upload tagged `tag`: only the exact
+/// id [`block_id`] gives that part (five digits; `+0001` is not part 1), so that no block a
+/// client named itself can stand in for a part.
 fn part_of(tag: &str, id: &str) -> Option<u32> {
     let raw = STANDARD.decode(id).ok()?;
     let raw = std::str::from_utf8(&raw).ok()?;
     let number = raw.strip_prefix(tag)?.strip_prefix('-')?;
-    (number.len() == 5).then(|| number.parse().ok())?
+    let digits = number.len() == 5 && number.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| number.parse().ok())?
 }
 
 /// Percent-encodes a blob name for a URL path (slashes kept).
@@ -521,6 +524,10 @@ mod tests {
             "other uploads' blocks are not ours"
         );
         assert_eq!(part_of(tag, "not base64!"), None);
+        // Same length as part 1's id, and u32's parser takes a sign: still not part 1.
+        let signed = STANDARD.encode(format!("{tag}-+0001"));
+        assert_eq!(signed.len(), block_id(tag, 1).len());
+        assert_eq!(part_of(tag, &signed), None);
     }
 
     #[test]
