@@ -274,6 +274,14 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The 1-minute load average of the machine (/proc/loadavg).
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
 fn mean_mib(samples: &[u64]) -> f64 {
     let mean = samples.iter().sum::<u64>() as f64 / samples.len().max(1) as f64;
     (mean / 1024.0 * 10.0).round() / 10.0
@@ -329,6 +337,7 @@ fn main() {
         })
     };
 
+    let load_before = load_average();
     let small = Arc::new(Sample::new(SMALL));
     let big = Arc::new(Sample::new(BIG));
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -392,6 +401,9 @@ fn main() {
     let results = json!({
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        // The machine's 1-minute load average before and after the run: other work on the
+        // machine shows in the latencies.
+        "load_average": [load_before, load_average()],
         "clients": args.clients,
         "rounds": args.rounds,
         "two_part_every": args.big_every,
