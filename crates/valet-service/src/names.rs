@@ -32,12 +32,12 @@ pub fn sanitize_prefix(raw: &str) -> Option<String> {
     if segments.is_empty() {
         return None;
     }
-    let mut joined = segments.join("/");
+    let joined = segments.join("/");
     if joined.len() > MAX_PREFIX_BYTES {
-        joined = truncate_at_char_boundary(&joined, MAX_PREFIX_BYTES).to_owned();
-        joined = joined.trim_end_matches(['/', '.', ' ']).to_owned();
+        // The cut may leave a trailing dot or a segment of only `_`: sanitize what is left.
+        return sanitize_prefix(truncate_at_char_boundary(&joined, MAX_PREFIX_BYTES));
     }
-    (!joined.is_empty()).then_some(joined)
+    Some(joined)
 }
 
 /// One path segment: NFC-normalized, unsafe characters dropped or replaced, no leading dots.
@@ -218,6 +218,11 @@ mod tests {
         let prefix = sanitize_prefix(&"abc/".repeat(300)).unwrap();
         assert!(prefix.len() <= MAX_PREFIX_BYTES);
         assert!(!prefix.ends_with('/'));
+        // Cut right after `_`: a segment of only `_` is refused, as it is uncut.
+        let long = "a".repeat(MAX_PREFIX_BYTES - 2);
+        let prefix = sanitize_prefix(&format!("{long}/_x")).unwrap();
+        assert_eq!(prefix, long);
+        assert_eq!(sanitize_prefix(&prefix), Some(prefix));
     }
 
     #[test]
