@@ -17,6 +17,10 @@
 
 mod error;
 mod events;
+/// Entry points for the fuzz targets in `fuzz/` (the `fuzzing` feature).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod journal;
 pub mod policy;

@@ -19,6 +19,10 @@ pub mod config;
 pub mod db;
 pub mod dev;
 mod error;
+/// Entry points for the fuzz targets in `fuzz/` (the `fuzzing` feature).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod names;
 pub mod openapi;
 pub mod server;

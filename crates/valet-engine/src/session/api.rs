@@ -120,39 +120,7 @@ impl Session {
         let created: UploadCreated = self
             .request(Method::POST, "v1/uploads", Some(create), true)
             .await?;
-        check_upload_id(from, &created.upload_id)?;
-        let layout = created.layout;
-        let kind = created.store.kind;
-        let refused = |why: String| Error::BadReply {
-            from: from.into(),
-            what: format!(
-                "layout {} bytes / {} per part / {} parts {why}",
-                layout.size, layout.part_size, layout.part_count
-            ),
-        };
-        if layout.size != create.size {
-            return Err(refused(format!(
-                "is not for a file of {} bytes",
-                create.size
-            )));
-        }
-        match StoreLimits::of(kind).check(layout.size, layout.part_size) {
-            Ok(checked) if checked == layout => {}
-            Ok(checked) => {
-                return Err(refused(format!(
-                    "counts its parts wrong ({} parts)",
-                    checked.part_count
-                )));
-            }
-            Err(e) => return Err(refused(format!("does not fit a {kind:?} store: {e}"))),
-        }
-        if created.key_ttl_secs == 0 {
-            return Err(Error::BadReply {
-                from: from.into(),
-                what: "keys that live 0 seconds".into(),
-            });
-        }
-        let store = StoreTarget::new(&created.store, created.key_ttl_secs)?;
+        let store = check_created(from, create, &created)?;
         Ok((created, store))
     }
 
@@ -246,6 +214,48 @@ impl Session {
         .await
         .map(drop)
     }
+}
+
+/// Checks a create answer against the request: a plain upload id, a layout for this file that
+/// fits its store kind, keys that live, a safe store origin.
+pub(crate) fn check_created(
+    from: &str,
+    create: &CreateUpload,
+    created: &UploadCreated,
+) -> Result<StoreTarget> {
+    check_upload_id(from, &created.upload_id)?;
+    let layout = created.layout;
+    let kind = created.store.kind;
+    let refused = |why: String| Error::BadReply {
+        from: from.into(),
+        what: format!(
+            "layout {} bytes / {} per part / {} parts {why}",
+            layout.size, layout.part_size, layout.part_count
+        ),
+    };
+    if layout.size != create.size {
+        return Err(refused(format!(
+            "is not for a file of {} bytes",
+            create.size
+        )));
+    }
+    match StoreLimits::of(kind).check(layout.size, layout.part_size) {
+        Ok(checked) if checked == layout => {}
+        Ok(checked) => {
+            return Err(refused(format!(
+                "counts its parts wrong ({} parts)",
+                checked.part_count
+            )));
+        }
+        Err(e) => return Err(refused(format!("does not fit a {kind:?} store: {e}"))),
+    }
+    if created.key_ttl_secs == 0 {
+        return Err(Error::BadReply {
+            from: from.into(),
+            what: "keys that live 0 seconds".into(),
+        });
+    }
+    StoreTarget::new(&created.store, created.key_ttl_secs)
 }
 
 /// Checks a keys answer against the request: same count, same part numbers in the same order,

@@ -41,6 +41,8 @@ use valet_protocol::{ApiError, ErrorCode, LogoutRequest, Me, TokenRequest, Token
 
 pub(crate) use api::complete_timeout;
 pub use api::{KeyLease, StoreTarget};
+#[cfg(feature = "fuzzing")]
+pub(crate) use api::{check_created, check_keys};
 pub use secrets::{KEYRING_SERVICE, MemoryKeyring, OsKeyring, SecretStore};
 pub use sso::{SSO_TIMEOUT, SsoParams, SsoSignIn};
 

@@ -174,7 +174,7 @@ pub fn object_key(prefix: &str, user: &str, folder: Option<&str>, name: &str) ->
 }
 
 /// Refuses content types that are malformed (they become a signed header) or not allowed.
-fn check_content_type(content_type: &str, allowed: &[String]) -> Result<(), Failure> {
+pub(crate) fn check_content_type(content_type: &str, allowed: &[String]) -> Result<(), Failure> {
     let well_formed = content_type.len() <= 255
         && content_type.bytes().all(|b| (0x20..0x7f).contains(&b))
         && content_type.contains('/');

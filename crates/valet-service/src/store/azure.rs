@@ -65,30 +65,30 @@ impl std::fmt::Debug for AzureStore {
 
 /// `<BlockList>` of Get Block List.
 #[derive(Debug, Default, Deserialize)]
-struct BlockListXml {
+pub(crate) struct BlockListXml {
     #[serde(rename = "CommittedBlocks", default)]
-    committed: BlocksXml,
+    pub(crate) committed: BlocksXml,
     #[serde(rename = "UncommittedBlocks", default)]
-    uncommitted: BlocksXml,
+    pub(crate) uncommitted: BlocksXml,
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct BlocksXml {
+pub(crate) struct BlocksXml {
     #[serde(rename = "Block", default)]
-    blocks: Vec<BlockXml>,
+    pub(crate) blocks: Vec<BlockXml>,
 }
 
 #[derive(Debug, Deserialize)]
-struct BlockXml {
+pub(crate) struct BlockXml {
     #[serde(rename = "Name")]
-    name: String,
+    pub(crate) name: String,
     #[serde(rename = "Size")]
     size: u64,
 }
 
 /// `<Error>` of a failed call.
 #[derive(Debug, Default, Deserialize)]
-struct ErrorXml {
+pub(crate) struct ErrorXml {
     #[serde(rename = "Code", default)]
     code: String,
     #[serde(rename = "Message", default)]
@@ -103,7 +103,7 @@ pub fn block_id(tag: &str, number: u32) -> String {
 /// The part number a block id names, when it is one of the upload tagged `tag`: only the exact
 /// id [`block_id`] gives that part (five digits; `+0001` is not part 1), so that no block a
 /// client named itself can stand in for a part.
-fn part_of(tag: &str, id: &str) -> Option<u32> {
+pub(crate) fn part_of(tag: &str, id: &str) -> Option<u32> {
     let raw = STANDARD.decode(id).ok()?;
     let raw = std::str::from_utf8(&raw).ok()?;
     let number = raw.strip_prefix(tag)?.strip_prefix('-')?;

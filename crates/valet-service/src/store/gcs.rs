@@ -59,22 +59,22 @@ impl std::fmt::Debug for GcsStore {
 
 /// An object resource of the JSON API (the fields we read).
 #[derive(Debug, Deserialize)]
-struct ObjectJson {
+pub(crate) struct ObjectJson {
     name: String,
     #[serde(deserialize_with = "number_or_string")]
     size: u64,
     #[serde(rename = "md5Hash", default)]
     md5_hash: Option<String>,
     #[serde(default)]
-    crc32c: Option<String>,
+    pub(crate) crc32c: Option<String>,
     #[serde(default, deserialize_with = "opt_number_or_string")]
     generation: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct ListJson {
+pub(crate) struct ListJson {
     #[serde(default)]
-    items: Vec<ObjectJson>,
+    pub(crate) items: Vec<ObjectJson>,
     #[serde(rename = "nextPageToken", default)]
     next_page_token: Option<String>,
 }
@@ -105,7 +105,7 @@ pub fn crc32c_b64(crc: u32) -> String {
     STANDARD.encode(crc.to_be_bytes())
 }
 
-fn decode_crc32c(b64: &str) -> Option<u32> {
+pub(crate) fn decode_crc32c(b64: &str) -> Option<u32> {
     let bytes = STANDARD.decode(b64).ok()?;
     Some(u32::from_be_bytes(bytes.as_slice().try_into().ok()?))
 }

@@ -19,7 +19,7 @@ pub mod gcs;
 pub mod gcs_sign;
 mod http;
 pub mod s3;
-mod xml;
+pub(crate) mod xml;
 
 use std::time::Duration;
 
