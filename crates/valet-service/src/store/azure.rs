@@ -308,7 +308,7 @@ impl AzureStore {
             return Ok(response);
         }
         let header_code = header(&response, "x-ms-error-code");
-        let text = response.text().await.unwrap_or_default();
+        let text = http::text(operation, response).await.unwrap_or_default();
         let body: ErrorXml = quick_xml::de::from_str(&text).unwrap_or_default();
         let code = header_code
             .or_else(|| (!body.code.is_empty()).then(|| body.code.clone()))

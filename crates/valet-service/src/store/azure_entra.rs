@@ -154,10 +154,7 @@ impl Entra {
                 response.status()
             )));
         }
-        let text = response
-            .text()
-            .await
-            .map_err(|e| unavailable(e.without_url().to_string()))?;
+        let text = super::http::text("GetUserDelegationKey", response).await?;
         let xml: DelegationKeyXml = quick_xml::de::from_str(&text)
             .map_err(|e| unavailable(format!("unreadable key: {e}")))?;
         let key = DelegationKey {

@@ -70,9 +70,33 @@ pub(crate) fn status_code(status: StatusCode) -> String {
         .replace(' ', "")
 }
 
-/// The answer's body as text.
-pub(crate) async fn text(operation: &'static str, response: Response) -> Result<String, Error> {
-    response.text().await.map_err(|e| transport(operation, e))
+/// Largest answer read from a store. The largest real ones are listings: a Get Block List of
+/// 50,000 blocks is about 5 MiB. A larger answer is refused rather than held in memory.
+pub(crate) const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+/// The answer's body as text (UTF-8, lossily, without a byte-order mark), at most
+/// [`MAX_ANSWER_BYTES`].
+pub(crate) async fn text(operation: &'static str, mut response: Response) -> Result<String, Error> {
+    let too_large = || unreadable(operation, format!("larger than {MAX_ANSWER_BYTES} bytes"));
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| transport(operation, e))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8_lossy(&body);
+    Ok(text.strip_prefix('\u{feff}').unwrap_or(&text).to_owned())
 }
 
 /// A header of the answer, when it is text.
@@ -98,4 +122,27 @@ pub(crate) async fn sha256_of(
         hasher.update(&chunk);
     }
     Ok((hasher.finalize().into(), len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(body: Vec<u8>) -> Response {
+        Response::from(axum::http::Response::new(body))
+    }
+
+    #[tokio::test]
+    async fn answers_are_read_up_to_the_cap() {
+        let read = text("t", answer("\u{feff}<a>é</a>".into())).await.unwrap();
+        assert_eq!(read, "<a>é</a>", "without its byte-order mark");
+        let at_cap = text("t", answer(vec![b'x'; MAX_ANSWER_BYTES]))
+            .await
+            .unwrap();
+        assert_eq!(at_cap.len(), MAX_ANSWER_BYTES);
+        let over = text("t", answer(vec![b'x'; MAX_ANSWER_BYTES + 1]))
+            .await
+            .unwrap_err();
+        assert!(over.to_string().contains("larger than"), "{over}");
+    }
 }

@@ -87,7 +87,7 @@ impl S3Store {
         if status.is_success() {
             return Ok(response);
         }
-        let text = response.text().await.unwrap_or_default();
+        let text = http::text(operation, response).await.unwrap_or_default();
         let body: S3ErrorBody = xml::parse(&text).unwrap_or_default();
         Err(Error::StoreRejected {
             operation,
