@@ -28,6 +28,7 @@ fn create() -> CreateUpload {
         content_type: None,
         prefix: None,
         part_size: 5 * MIB,
+        idempotency_key: None,
     }
 }
 

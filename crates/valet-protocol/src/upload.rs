@@ -23,6 +23,26 @@ pub struct CreateUpload {
     /// limits ([`crate::StoreLimits::choose_part_size`]: this size unless the store needs
     /// another) and answers it in [`UploadCreated::layout`].
     pub part_size: u64,
+    /// Makes the create safe to repeat: a random key the client journals before it sends the
+    /// request ([`is_valid_idempotency_key`]: 16 to 128 ASCII letters, digits, `-`, `_`). A create with a key the
+    /// caller already used answers the upload created under it (whatever its state now), or
+    /// `409 conflict` when the file name, size, content type, folder or layout differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// Longest [`CreateUpload::idempotency_key`] the service takes.
+pub const IDEMPOTENCY_KEY_MAX_LEN: usize = 128;
+
+/// Shortest [`CreateUpload::idempotency_key`] the service takes: short keys collide.
+pub const IDEMPOTENCY_KEY_MIN_LEN: usize = 16;
+
+/// Whether `key` is a usable [`CreateUpload::idempotency_key`].
+pub fn is_valid_idempotency_key(key: &str) -> bool {
+    (IDEMPOTENCY_KEY_MIN_LEN..=IDEMPOTENCY_KEY_MAX_LEN).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The kind of object store a deployment uses.

@@ -181,6 +181,7 @@ impl Client {
             content_type: None,
             prefix: None,
             part_size: PART_SIZE,
+            idempotency_key: None,
         };
         let started = Instant::now();
         let created: UploadCreated = self.call("/uploads", &create).await?;

@@ -55,6 +55,7 @@ fn tamper(kind: StoreKind, options: ServiceOptions) -> Tamper {
         content_type: None,
         prefix: None,
         part_size: PART_SIZE,
+        idempotency_key: None,
     };
     let upload: UploadCreated = api.post("/uploads", &create).unwrap();
     let good = vec![7u8; PART_SIZE as usize];

@@ -24,6 +24,7 @@ fn one_user_cannot_touch_another_users_upload(kind: StoreKind) {
         content_type: Some("application/octet-stream".into()),
         prefix: None,
         part_size: PART_SIZE,
+        idempotency_key: None,
     };
     let upload: UploadCreated = ann.post("/uploads", &create).unwrap();
     let id = &upload.upload_id;

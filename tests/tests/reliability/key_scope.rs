@@ -46,6 +46,7 @@ fn keyed(kind: StoreKind, name: &str, options: ServiceOptions) -> Keyed {
         content_type: None,
         prefix: None,
         part_size: 5 * 1024 * 1024,
+        idempotency_key: None,
     };
     let created: valet_protocol::UploadCreated = api.post("/uploads", &create).unwrap();
     assert_eq!(created.layout.part_count, 1);

@@ -578,6 +578,7 @@ impl Engine {
             content_type: Some(content_type_of(&entry.path, options)),
             prefix: entry.prefix.clone(),
             part_size: entry.part_size,
+            idempotency_key: None,
         };
         let (created, store) = self.session.create_upload(&create).await?;
         let layout = created.layout;
