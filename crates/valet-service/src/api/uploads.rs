@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use valet_protocol::{
     ApiError, CreateUpload, ErrorCode, LayoutError, PartLayout, StoreInfo, StoredPart,
     UploadCreated, UploadList, UploadState, UploadStatus, UploadSummary,
+    is_valid_idempotency_key,
 };
 
 use super::{AppState, Body, ClientAddr, Failure};
@@ -22,10 +23,13 @@ const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 /// Start an upload: the service checks it, chooses the part layout within the store's limits
 /// (the client's part size is a preference), picks the object key under the caller's prefix
 /// and creates the multipart upload on the store.
+///
+/// With an idempotency key the caller used before, nothing is created: the answer names the
+/// upload made then (whatever its state now), or is `409 conflict` when this request differs.
 #[utoipa::path(post, path = "/v1/uploads", request_body = CreateUpload, security(("bearer" = [])),
     responses((status = 200, body = UploadCreated), (status = 400, body = ApiError),
-        (status = 413, body = ApiError), (status = 415, body = ApiError),
-        (status = 502, body = ApiError)))]
+        (status = 409, body = ApiError), (status = 413, body = ApiError),
+        (status = 415, body = ApiError), (status = 502, body = ApiError)))]
 pub async fn create(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -33,6 +37,14 @@ pub async fn create(
     Body(request): Body<CreateUpload>,
 ) -> Result<Json<UploadCreated>, Failure> {
     let config = state.config();
+    if let Some(key) = &request.idempotency_key
+        && !is_valid_idempotency_key(key)
+    {
+        return Err(Failure::new(
+            ErrorCode::BadRequest,
+            "idempotency_key must be 16 to 128 ASCII letters, digits, '-' or '_'",
+        ));
+    }
     let name = names::sanitize_file_name(&request.file_name).ok_or_else(|| {
         Failure::new(
             ErrorCode::BadRequest,
@@ -83,6 +95,23 @@ pub async fn create(
             "part size chosen within the store's limits"
         );
     }
+    let object_key = object_key(
+        &configured.config.prefix,
+        &caller.user,
+        folder.as_deref(),
+        &name,
+    );
+    if let Some(key) = &request.idempotency_key
+        && let Some(earlier) = uploads::get_by_idempotency_key(state.db(), &caller.user, key).await?
+    {
+        let asked = Asked {
+            request: &request,
+            content_type,
+            object_key: &object_key,
+            layout: &layout,
+        };
+        return answer_repeated(&state, earlier, &asked);
+    }
     let quota = config.limits.user_quota.map(|q| q.as_u64());
     let over_quota = |used: u64| {
         Failure::new(
@@ -103,19 +132,13 @@ pub async fn create(
         }
     }
 
-    let object_key = object_key(
-        &configured.config.prefix,
-        &caller.user,
-        folder.as_deref(),
-        &name,
-    );
     let store_upload_id = store.create_multipart(&object_key, content_type).await?;
     let now = OffsetDateTime::now_utc();
     let row = UploadRow {
         id: random_id(),
         user: caller.user.clone(),
         object_key,
-        file_name: request.file_name,
+        file_name: request.file_name.clone(),
         size: request.size,
         content_type: content_type.to_owned(),
         part_size: layout.part_size,
@@ -127,18 +150,37 @@ pub async fn create(
         store_checksum: None,
         store: store_name.map(str::to_owned),
         created_at: now,
+        idempotency_key: request.idempotency_key.clone(),
     };
-    match quota {
-        None => uploads::insert(state.db(), &row).await?,
-        Some(quota) => {
-            if let Some(used) = uploads::insert_within_quota(state.db(), &row, quota).await? {
-                // A concurrent create took the room: drop the multipart upload just made.
-                if let Err(e) = store.abort(&row.object_key, &row.store_upload_id).await {
-                    tracing::warn!(error = %e, "could not abort the multipart upload refused for quota");
-                }
-                return Err(over_quota(used));
-            }
+    let inserted = match quota {
+        None => uploads::insert(state.db(), &row).await.map(|()| None),
+        Some(quota) => uploads::insert_within_quota(state.db(), &row, quota).await,
+    };
+    let refused = match inserted {
+        Ok(None) => None,
+        Ok(Some(used)) => Some(Err(over_quota(used))),
+        // A concurrent create with the same key got in first: answer its upload.
+        Err(e) if uploads::is_unique_violation(&e) => {
+            let key = row.idempotency_key.as_deref().unwrap_or_default();
+            let earlier = uploads::get_by_idempotency_key(state.db(), &caller.user, key)
+                .await?
+                .ok_or(e)?;
+            let asked = Asked {
+                request: &request,
+                content_type,
+                object_key: &row.object_key,
+                layout: &layout,
+            };
+            Some(answer_repeated(&state, earlier, &asked))
         }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(answer) = refused {
+        // Not stored: drop the multipart upload just made.
+        if let Err(e) = store.abort(&row.object_key, &row.store_upload_id).await {
+            tracing::warn!(error = %e, "could not abort the multipart upload not stored");
+        }
+        return answer;
     }
     let mut entry = Entry::new(Event::UploadCreated, now);
     entry.user = Some(&caller.user);
@@ -160,6 +202,65 @@ pub async fn create(
             part_checksums: store.part_checksums(),
         },
         key_ttl_secs: config.keys.ttl.as_secs(),
+    }))
+}
+
+/// What a create asked for, as the service resolved it (sanitized, defaulted, laid out).
+struct Asked<'a> {
+    request: &'a CreateUpload,
+    content_type: &'a str,
+    object_key: &'a str,
+    layout: &'a PartLayout,
+}
+
+/// The answer to a create whose idempotency key made `earlier`: that upload as it was
+/// created, when the request is the same (file name, size, content type, object key and
+/// layout); `409 conflict` naming what differs otherwise. A finished upload is answered too:
+/// its state is the status call's to tell.
+fn answer_repeated(
+    state: &AppState,
+    earlier: UploadRow,
+    asked: &Asked<'_>,
+) -> Result<Json<UploadCreated>, Failure> {
+    let layout = layout_of(&earlier);
+    let differs: Vec<&str> = [
+        ("file_name", earlier.file_name == asked.request.file_name),
+        ("size", earlier.size == asked.request.size),
+        ("content_type", earlier.content_type == asked.content_type),
+        ("prefix", earlier.object_key == asked.object_key),
+        ("part_size", layout == *asked.layout),
+    ]
+    .into_iter()
+    .filter_map(|(field, same)| (!same).then_some(field))
+    .collect();
+    if !differs.is_empty() {
+        return Err(Failure::new(
+            ErrorCode::Conflict,
+            format!(
+                "this idempotency key was used for another upload ({} differ); \
+                 a new upload needs a new key",
+                differs.join(", ")
+            ),
+        ));
+    }
+    let key = earlier.idempotency_key.as_deref().unwrap_or_default();
+    tracing::info!(
+        upload = %earlier.id,
+        key_start = key.get(..8).unwrap_or(key),
+        state = ?earlier.state,
+        "create repeated with its idempotency key; answering the upload it made"
+    );
+    let store = &state.store_of(&earlier)?.store;
+    Ok(Json(UploadCreated {
+        upload_id: earlier.id,
+        object_key: earlier.object_key,
+        layout,
+        store: StoreInfo {
+            kind: store.kind(),
+            origin: store.origin().to_owned(),
+            part_checksums: store.part_checksums(),
+        },
+        key_ttl_secs: state.config().keys.ttl.as_secs(),
     }))
 }
 

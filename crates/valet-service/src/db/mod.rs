@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "used id tokens",
         include_str!("migrations/0006_used_id_tokens.sql"),
     ),
+    (
+        7,
+        "idempotency key",
+        include_str!("migrations/0007_idempotency_key.sql"),
+    ),
 ];
 
 /// A handle on the database (cheap to clone).

@@ -43,6 +43,8 @@ pub struct UploadRow {
     pub store: Option<String>,
     /// Creation time.
     pub created_at: OffsetDateTime,
+    /// The key the client's create request carried, if any (unique per user).
+    pub idempotency_key: Option<String>,
 }
 
 fn state_str(state: UploadState) -> &'static str {
@@ -84,12 +86,13 @@ fn from_row(r: &SqliteRow) -> UploadRow {
         store_checksum: r.get("store_checksum"),
         store: r.get("store_name"),
         created_at: from_millis(r.get("created_at")),
+        idempotency_key: r.get("idempotency_key"),
     }
 }
 
 const COLUMNS: &str = "id, user_name, object_key, file_name, size, content_type, part_size, \
                        part_count, store_upload_id, state, sha256, etag, store_checksum, created_at, \
-                       store_name";
+                       store_name, idempotency_key";
 
 /// Stores a new (open) upload.
 pub async fn insert(db: &Db, u: &UploadRow) -> Result<(), Error> {
@@ -124,8 +127,9 @@ async fn insert_with<'e>(
     let now = to_millis(u.created_at);
     sqlx::query(
         "INSERT INTO uploads (id, user_name, object_key, file_name, size, content_type, part_size,
-            part_count, store_upload_id, state, created_at, updated_at, last_activity_at, store_name)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            part_count, store_upload_id, state, created_at, updated_at, last_activity_at, store_name,
+            idempotency_key)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&u.id)
     .bind(&u.user)
@@ -141,6 +145,7 @@ async fn insert_with<'e>(
     .bind(now)
     .bind(now)
     .bind(&u.store)
+    .bind(&u.idempotency_key)
     .execute(executor)
     .await?;
     Ok(())
@@ -156,6 +161,27 @@ pub async fn get_for_user(db: &Db, id: &str, user: &str) -> Result<Option<Upload
         .fetch_optional(db.pool())
         .await?;
     Ok(row.as_ref().map(from_row))
+}
+
+/// The upload `user` created with idempotency key `key`, if any.
+pub async fn get_by_idempotency_key(
+    db: &Db,
+    user: &str,
+    key: &str,
+) -> Result<Option<UploadRow>, Error> {
+    let sql = format!("SELECT {COLUMNS} FROM uploads WHERE user_name = ? AND idempotency_key = ?");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(user)
+        .bind(key)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
+/// Whether `e` is an insert refused by a unique index (here: a concurrent create with the
+/// same idempotency key got in first).
+pub fn is_unique_violation(e: &Error) -> bool {
+    matches!(e, Error::Database(sqlx::Error::Database(db)) if db.is_unique_violation())
 }
 
 /// The user's uploads, newest first.
