@@ -105,6 +105,13 @@ pub async fn complete(
     // Whether this request assembles the object (then a failed verification may delete it), or
     // verifies one found at the key (maybe an earlier upload of the same name).
     let completed_now = listed.is_some();
+    // What is verified: the object this request assembles (on Azure a staging blob, copied to
+    // the object's name only once verified), or the object found at the key.
+    let assembled = if completed_now {
+        store.assembled_name(&row.object_key, &row.store_upload_id)
+    } else {
+        row.object_key.clone()
+    };
     let (completed, parts) = match listed {
         Some(listed) => {
             let to_complete = check_listing(&layout, &request.parts, &listed)?;
@@ -144,8 +151,31 @@ pub async fn complete(
     };
 
     let now = OffsetDateTime::now_utc();
-    match verify(configured, &row, &file_sha256, &parts, &completed).await {
-        Ok(facts) => {
+    match verify(
+        configured,
+        &row,
+        &assembled,
+        &file_sha256,
+        &parts,
+        &completed,
+    )
+    .await
+    {
+        Ok(mut facts) => {
+            if completed_now
+                && let Some(etag) = store
+                    .publish(
+                        &row.object_key,
+                        &row.store_upload_id,
+                        &facts.etag,
+                        facts.size,
+                        &file_sha256,
+                    )
+                    .await
+                    .map_err(completion_refused)?
+            {
+                facts.etag = etag;
+            }
             uploads::mark_verified(
                 state.db(),
                 &row.id,
@@ -193,7 +223,7 @@ pub async fn complete(
                     "verification failed; the object at the key is left alone (it may be an earlier upload)");
             } else if still_ours(completed.etag.as_deref(), found_etag.as_deref()) {
                 tracing::warn!(upload = %row.id, %reason, "verification failed; deleting the object");
-                if let Err(e) = store.delete(&row.object_key).await {
+                if let Err(e) = store.delete(&assembled).await {
                     tracing::error!(upload = %row.id, error = %e, "could not delete the unverified object");
                 }
             } else {
@@ -376,12 +406,20 @@ fn check_listing(
     }
 }
 
-/// Store refusals at completion that mean "these parts are not right", not "store down".
+/// Store refusals at completion that mean "these parts are not right", not "store down"
+/// (`SourceConditionNotMet`, Azurite's `ConditionNotMet`: the Azure staging blob was written
+/// to after it was verified; the copy sets no other condition).
 fn completion_refused(e: crate::Error) -> Failure {
     match e.store_code() {
         Some(
-            code @ ("InvalidPart" | "InvalidPartOrder" | "EntityTooSmall" | "BadDigest"
-            | "InvalidDigest" | "InvalidBlockList"),
+            code @ ("InvalidPart"
+            | "InvalidPartOrder"
+            | "EntityTooSmall"
+            | "BadDigest"
+            | "InvalidDigest"
+            | "InvalidBlockList"
+            | "SourceConditionNotMet"
+            | "ConditionNotMet"),
         ) => Failure::new(
             ErrorCode::PartsMismatch,
             format!("the store refused the parts ({code}); re-upload them"),
@@ -426,15 +464,16 @@ fn still_ours(completed_etag: Option<&str>, found_etag: Option<&str>) -> bool {
     matches!((completed_etag, found_etag), (Some(c), Some(f)) if c == f)
 }
 
-/// Checks the finished object against the store's own view of it.
+/// Checks the finished object, at `name`, against the store's own view of it.
 async fn verify(
     configured: &ConfiguredStore,
     row: &UploadRow,
+    name: &str,
     file_sha256: &str,
     parts: &[PartToComplete],
     completed: &Completed,
 ) -> Result<VerifiedFacts, Doubt> {
-    let head = match configured.store.head(&row.object_key).await {
+    let head = match configured.store.head(name).await {
         Ok(head) => head,
         Err(crate::Error::StoreRejected { status: 404, .. }) => {
             return Err(Doubt::from(
@@ -444,7 +483,7 @@ async fn verify(
         Err(e) => return Err(Doubt::StoreUnreachable(e)),
     };
     let found_etag = head.etag.clone();
-    check_object(configured, row, file_sha256, parts, completed, head)
+    check_object(configured, row, name, file_sha256, parts, completed, head)
         .await
         .map_err(|doubt| match doubt {
             Doubt::Mismatch { reason, .. } => Doubt::Mismatch { reason, found_etag },
@@ -452,10 +491,11 @@ async fn verify(
         })
 }
 
-/// Checks the object `head` describes (found at the key) against the upload.
+/// Checks the object `head` describes (found at `name`) against the upload.
 async fn check_object(
     configured: &ConfiguredStore,
     row: &UploadRow,
+    name: &str,
     file_sha256: &str,
     parts: &[PartToComplete],
     completed: &Completed,
@@ -474,7 +514,7 @@ async fn check_object(
     }
     let store_checksum = match configured.config.verify {
         VerifyMode::Checksum => store
-            .check_assembled(&row.object_key, parts, completed, &head, file_sha256)
+            .check_assembled(name, parts, completed, &head, file_sha256)
             .await
             .map_err(|e| match e {
                 CheckFailed::Mismatch(reason) => Doubt::from(reason),
@@ -482,7 +522,7 @@ async fn check_object(
             })?,
         VerifyMode::ReadBack => {
             let (digest, len) = store
-                .read_back_sha256(&row.object_key)
+                .read_back_sha256(name)
                 .await
                 .map_err(Doubt::StoreUnreachable)?;
             if len != row.size {

@@ -1,9 +1,13 @@
-//! The Azure Blob side: part keys (a SAS for the one blob, create and write only), and the
-//! service's own calls: list the uncommitted blocks, commit the block list, look at the blob.
+//! The Azure Blob side: part keys (a SAS for the upload's staging blob, create and write only),
+//! and the service's own calls: list the uncommitted blocks, commit the block list, look at the
+//! blob, copy the verified staging blob to the object's name (`azure_publish.rs`).
 //!
-//! An upload is the blob's uncommitted blocks whose ids carry the upload's random tag
-//! (`store_upload_id`); part N is the block `base64("{tag}-{N:05}")`, so every id of the blob
-//! has the same length, as Azure requires. The client sends each block with `Content-MD5`,
+//! An upload is the uncommitted blocks of its staging blob, [`staging_name`], whose ids carry
+//! the upload's random tag (`store_upload_id`); part N is the block `base64("{tag}-{N:05}")`, so
+//! every id of the blob has the same length, as Azure requires. Azure has no permission for
+//! "Put Block only": a part key can also Put Blob or Put Block List its blob. So it never names
+//! the object: whatever its holder writes lands on the staging blob, which the service
+//! verifies and only then copies to the object's name. The client sends each block with `Content-MD5`,
 //! which the store checks (Azurite too); the SAS cannot bind it, so the service also checks at
 //! completion that the blob's committed blocks are exactly the upload's ids, in order, with the
 //! layout's sizes. Azure API reference: Put Block, Get Block List, Put Block List, Get Blob
@@ -111,6 +115,13 @@ pub(crate) fn part_of(tag: &str, id: &str) -> Option<u32> {
     digits.then(|| number.parse().ok())?
 }
 
+/// Where the blocks of the upload tagged `tag` are staged: outside every user's prefix (object
+/// names are `{prefix}/{user}/…`), so no reader of a user's objects sees it, named by the tag
+/// alone, so every call finds it from the upload's record, and short whatever the object's name.
+pub fn staging_name(tag: &str) -> String {
+    format!(".valet-staging/{tag}")
+}
+
 /// Percent-encodes a blob name for a URL path (slashes kept).
 fn encode_path(name: &str) -> String {
     url::form_urlencoded::byte_serialize(name.as_bytes())
@@ -201,7 +212,7 @@ impl AzureStore {
     }
 
     /// A SAS URL for `blob` with `permissions`, living `ttl` (started `clock_skew` ago).
-    async fn sas_url(
+    pub(super) async fn sas_url(
         &self,
         blob: &str,
         permissions: &str,
@@ -235,19 +246,23 @@ impl AzureStore {
         Ok(url)
     }
 
-    /// A key: a SAS for this one blob, create and write only, naming part N's block id. The
-    /// client sends the block with `Content-MD5` (and `x-ms-content-crc64` when configured),
-    /// which the store checks.
+    /// A key: a SAS for the upload's staging blob, create and write only, naming part N's
+    /// block id. The client sends the block with `Content-MD5` (and `x-ms-content-crc64` when
+    /// configured), which the store checks.
     pub async fn presign_part(
         &self,
-        key: &str,
         tag: &str,
         part: &PartDigest,
         ttl: Duration,
     ) -> Result<(Url, Vec<(String, String)>), Error> {
         let id = block_id(tag, part.number);
         let url = self
-            .sas_url(key, "cw", ttl, &[("comp", "block"), ("blockid", &id)])
+            .sas_url(
+                &staging_name(tag),
+                "cw",
+                ttl,
+                &[("comp", "block"), ("blockid", &id)],
+            )
             .await?;
         let mut headers = vec![(
             "content-md5".to_owned(),
@@ -264,7 +279,7 @@ impl AzureStore {
 
     /// Sends one of the service's own calls, authorized by a short SAS (shared key) or a
     /// bearer token (Entra ID).
-    async fn call(
+    pub(super) async fn call(
         &self,
         operation: &'static str,
         method: Method,
@@ -374,14 +389,17 @@ impl AzureStore {
         quick_xml::de::from_str(&text).map_err(|e| unreadable(OP, e))
     }
 
-    /// The upload's uncommitted blocks, as parts. When none is left and the committed list is
-    /// this upload's, it was committed already: `NoSuchUpload`, as S3 would say.
+    /// The upload's blocks on its staging blob, as parts: the uncommitted ones, and the
+    /// committed ones of a staging blob committed but not yet copied (a completion cut short).
+    /// When there is none and the object's committed blocks are this upload's, it was
+    /// completed already: `NoSuchUpload`, as S3 would say.
     pub async fn list_parts(&self, key: &str, tag: &str) -> Result<Vec<ListedPart>, Error> {
-        let list = self.block_list(key).await?;
+        let list = self.block_list(&staging_name(tag)).await?;
         let mut parts: Vec<ListedPart> = list
             .uncommitted
             .blocks
             .iter()
+            .chain(&list.committed.blocks)
             .filter_map(|b| {
                 Some(ListedPart {
                     number: part_of(tag, &b.name)?,
@@ -393,7 +411,9 @@ impl AzureStore {
             })
             .collect();
         if parts.is_empty()
-            && list
+            && self
+                .block_list(key)
+                .await?
                 .committed
                 .blocks
                 .iter()
@@ -406,33 +426,32 @@ impl AzureStore {
                 message: "the upload's blocks are committed".to_owned(),
             });
         }
+        // Stable: an uncommitted block, newer than a committed one of the same id, stays first.
         parts.sort_by_key(|p| p.number);
         parts.dedup_by_key(|p| p.number);
         Ok(parts)
     }
 
-    /// `Put Block List` of the parts' blocks, in order, with the content type and the file's
-    /// SHA-256 as metadata (`x-ms-meta-sha256`), set in the same call.
+    /// `Put Block List` on the staging blob of the parts' blocks, in order (`Latest`: the
+    /// uncommitted block, or the committed one of a completion cut short), with the content
+    /// type and the file's SHA-256 as metadata (`x-ms-meta-sha256`), set in the same call; the
+    /// copy to the object's name carries both.
     pub async fn commit(
         &self,
-        key: &str,
         tag: &str,
         parts: &[PartToComplete],
         finish: Finish<'_>,
     ) -> Result<Completed, Error> {
         let mut body = String::from(r#"<?xml version="1.0" encoding="utf-8"?><BlockList>"#);
         for part in parts {
-            body.push_str(&format!(
-                "<Uncommitted>{}</Uncommitted>",
-                block_id(tag, part.number)
-            ));
+            body.push_str(&format!("<Latest>{}</Latest>", block_id(tag, part.number)));
         }
         body.push_str("</BlockList>");
         let response = self
             .call(
                 "PutBlockList",
                 Method::PUT,
-                key,
+                &staging_name(tag),
                 &[("comp", "blocklist")],
                 &[
                     ("content-type", "application/xml"),
@@ -448,7 +467,8 @@ impl AzureStore {
         })
     }
 
-    /// The committed blocks must be exactly the parts' block ids, in order, with their sizes.
+    /// The committed blocks of `key` (the staging blob, or an object copied from one, which
+    /// keeps its block ids) must be exactly the parts' block ids, in order, with their sizes.
     pub async fn check_committed(
         &self,
         key: &str,

@@ -5,14 +5,15 @@
 //!
 //! | | S3 | Azure Blob | GCS |
 //! |---|---|---|---|
-//! | upload | multipart upload | uncommitted blocks of the blob | temporary part objects |
-//! | key | presigned `UploadPart`, signs `x-amz-checksum-sha256` | SAS for the one blob, `cw` | V4 signed `PUT` of the part object, signs `Content-MD5` |
+//! | upload | multipart upload | uncommitted blocks of a staging blob | temporary part objects |
+//! | key | presigned `UploadPart`, signs `x-amz-checksum-sha256` | SAS for the staging blob, `cw` | V4 signed `PUT` of the part object, signs `Content-MD5` |
 //! | store checks per part | SHA-256 | `Content-MD5` (and `x-ms-content-crc64` when asked) | `Content-MD5` |
-//! | assemble | `CompleteMultipartUpload` | `Put Block List` (sets `x-ms-meta-sha256`) | `compose` (sets metadata `sha256`), then deletes the parts |
+//! | assemble | `CompleteMultipartUpload` | `Put Block List` on the staging blob (sets `x-ms-meta-sha256`); once verified, `Copy Blob` to the object's name if its ETag is unchanged | `compose` (sets metadata `sha256`), then deletes the parts |
 //! | verify | composite SHA-256 of the signed digests | committed block list: ids, order, sizes | part MD5s as signed; object CRC32C = CRC32C of the parts combined |
 
 pub mod azure;
 mod azure_entra;
+mod azure_publish;
 pub mod azure_sas;
 pub mod dev;
 pub mod gcs;
@@ -295,7 +296,7 @@ impl Store {
                 s.presign_part(key, store_upload_id, part.number, &part.sha256, ttl),
                 vec![(s3::CHECKSUM_HEADER.to_owned(), part.sha256.clone())],
             )),
-            Self::Azure(s) => s.presign_part(key, store_upload_id, part, ttl).await,
+            Self::Azure(s) => s.presign_part(store_upload_id, part, ttl).await,
             Self::Gcs(s) => s.presign_part(store_upload_id, part, ttl).await,
         }
     }
@@ -315,6 +316,34 @@ impl Store {
         }
     }
 
+    /// Where the object [`Store::complete`] assembles is to be verified: the object's name, or
+    /// on Azure the upload's staging blob ([`Store::publish`] then copies it to the name).
+    pub fn assembled_name(&self, key: &str, store_upload_id: &str) -> String {
+        match self {
+            Self::Azure(_) => azure::staging_name(store_upload_id),
+            Self::S3(_) | Self::Gcs(_) => key.to_owned(),
+        }
+    }
+
+    /// Puts the verified object (ETag `verified_etag` at [`Store::assembled_name`]) at `key`;
+    /// the object's ETag there, when it differs. Only Azure assembles elsewhere.
+    pub async fn publish(
+        &self,
+        key: &str,
+        store_upload_id: &str,
+        verified_etag: &str,
+        size: u64,
+        sha256_hex: &str,
+    ) -> Result<Option<String>, Error> {
+        match self {
+            Self::Azure(s) => s
+                .publish(key, store_upload_id, verified_etag, size, sha256_hex)
+                .await
+                .map(Some),
+            Self::S3(_) | Self::Gcs(_) => Ok(None),
+        }
+    }
+
     /// Assembles the object from `parts`.
     pub async fn complete(
         &self,
@@ -325,7 +354,7 @@ impl Store {
     ) -> Result<Completed, Error> {
         match self {
             Self::S3(s) => s.complete(key, store_upload_id, parts).await,
-            Self::Azure(s) => s.commit(key, store_upload_id, parts, finish).await,
+            Self::Azure(s) => s.commit(store_upload_id, parts, finish).await,
             Self::Gcs(s) => s.compose(key, store_upload_id, parts, finish).await,
         }
     }
@@ -335,10 +364,8 @@ impl Store {
     pub async fn abort(&self, key: &str, store_upload_id: &str) -> Result<(), Error> {
         match self {
             Self::S3(s) => s.abort(key, store_upload_id).await,
-            // Uncommitted blocks cannot be deleted one by one: Azure discards them after a
-            // week, or at the next commit of the blob. The blob itself may be an earlier
-            // upload of the same name, so it is left alone.
-            Self::Azure(_) => Ok(()),
+            // The staging blob only: the object's name may hold an earlier upload of it.
+            Self::Azure(s) => s.discard_staging(store_upload_id).await,
             Self::Gcs(s) => s.delete_parts(store_upload_id).await,
         }
     }
@@ -379,7 +406,8 @@ impl Store {
         }
     }
 
-    /// Checks the assembled object against its parts, by what the store reports (the
+    /// Checks the assembled object at `key` (its [`Store::assembled_name`], or the object's
+    /// name when it was assembled earlier) against its parts, by what the store reports (the
     /// `checksum` verify mode). The store's checksum of the object, when it reports one.
     pub async fn check_assembled(
         &self,
