@@ -284,9 +284,8 @@ fn query_value(url: &str, name: &str) -> Option<String> {
 
 /// On Azure a key is a SAS for one blob (`sr=b`) with create and write only (`sp=cw`): it cannot
 /// read, delete or list. Azure has no permission for Put Block alone, so the same SAS can also
-/// write the whole blob (Put Blob) or commit its blocks (Put Block List) without the service:
-/// such an object is the caller's own file name under the caller's own prefix, and the service
-/// never records it as completed (docs/RELIABILITY.md, known limits).
+/// write the whole blob (Put Blob) or commit its blocks (Put Block List): that blob is the
+/// upload's staging blob, never the object (`an_azure_part_key_cannot_write_the_final_object`).
 #[test]
 fn an_azure_part_key_cannot_read_delete_or_list() {
     let k = keyed(StoreKind::Azure, "kiri", ServiceOptions::default());
@@ -419,5 +418,214 @@ fn keys_live_as_long_as_the_config_says(kind: StoreKind) {
         (recorded - k.key.expires_at).abs() < time::Duration::seconds(1),
         "the audit log records the key's expiry: {recorded} vs {}",
         k.key.expires_at
+    );
+}
+
+/// Azure has no permission for Put Block alone: a part key (`sp=cw`) can also Put Blob the whole
+/// blob or Put Block List its blocks. So the key names a staging blob, never the object's own
+/// name: whatever the key's holder writes with it, the object at the final name stays the
+/// earlier verified upload's, byte for byte, until the service itself completes the new upload.
+#[test]
+fn an_azure_part_key_cannot_write_the_final_object() {
+    let k = keyed(StoreKind::Azure, "kaja", ServiceOptions::default());
+    let http = Client::new();
+    // An earlier upload of the same name, completed and verified.
+    let block_id = query_value(&k.key.url, "blockid").unwrap();
+    put_block(&http, &k.key.url, &k.key.headers, &k.bytes);
+    assert_eq!(complete(&k, block_id)["state"], "verified");
+    let store = k.w.service.store();
+    let earlier = store
+        .object_digest(&k.object_key)
+        .expect("the earlier object");
+    assert_eq!(earlier.0, FILE_SIZE as u64);
+
+    // The same name again, other bytes; its key in the hands of someone who misuses it.
+    let k = keyed_again(k);
+    let url = k.key.url.clone();
+    let whole_blob = requery(&url, None, &["comp", "blockid"], &[]);
+    let forged: Vec<u8> = vec![b'!'; 4096];
+    let blob_type = [("x-ms-blob-type".to_owned(), "BlockBlob".to_owned())];
+    let (status, answer) = send(&http, Method::PUT, &whole_blob, &blob_type, forged.clone());
+    println!("Put Blob with the part key: {status} {answer}");
+    assert_unchanged(&store, &k, &earlier, "Put Blob");
+
+    let block_id = query_value(&url, "blockid").unwrap();
+    let other: Vec<u8> = k.bytes.iter().map(|b| b.wrapping_add(1)).collect();
+    let own_md5 = [("content-md5".to_owned(), crate::helpers::md5_b64(&other))];
+    put_block(&http, &url, &own_md5, &other);
+    let block_list = requery(&url, None, &["comp", "blockid"], &[("comp", "blocklist")]);
+    let list_xml = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList><Latest>{block_id}</Latest></BlockList>"
+    );
+    let (status, answer) = send(&http, Method::PUT, &block_list, &[], list_xml.into_bytes());
+    println!("Put Block List with the part key: {status} {answer}");
+    assert_unchanged(&store, &k, &earlier, "Put Block List");
+
+    // The key's signature names its blob: moved to the object's name it is refused.
+    let container = format!("/{}/{}", valet_tests::azurite::ACCOUNT, k.w.service.bucket);
+    let final_path = format!("{container}/{}", k.object_key);
+    let at_final = requery(&whole_blob, Some(&final_path), &[], &[]);
+    let (status, answer) = send(&http, Method::PUT, &at_final, &blob_type, forged);
+    assert_eq!(status, 403, "the key moved to the object's name: {answer}");
+    assert_unchanged(&store, &k, &earlier, "Put Blob at the object's name");
+
+    // The honest upload still completes, byte-identical, and leaves no staging blob behind.
+    put_block(&http, &url, &k.key.headers, &k.bytes);
+    assert_eq!(complete(&k, block_id)["state"], "verified");
+    use sha2::Digest as _;
+    let digest = hex(&sha2::Sha256::digest(&k.bytes));
+    assert_eq!(
+        store.object_digest(&k.object_key),
+        Some((k.bytes.len() as u64, digest.clone()))
+    );
+    assert_eq!(store.recorded_sha256(&k.object_key), Some(digest));
+    assert_eq!(
+        store.list(""),
+        vec![k.object_key.clone()],
+        "nothing else left"
+    );
+}
+
+/// The object at `k`'s name is still `earlier`, and it is the only blob under the users' prefix.
+fn assert_unchanged(
+    store: &valet_tests::store::StoreBucket,
+    k: &Keyed,
+    earlier: &(u64, String),
+    after: &str,
+) {
+    assert_eq!(
+        store.object_digest(&k.object_key).as_ref(),
+        Some(earlier),
+        "after {after} with a part key, the earlier verified object keeps its bytes"
+    );
+    assert_eq!(
+        store.list("users/"),
+        vec![k.object_key.clone()],
+        "after {after}, no other object appeared"
+    );
+}
+
+/// Put Block with a part key: the store takes it (201).
+fn put_block(http: &Client, url: &str, headers: &[(String, String)], bytes: &[u8]) {
+    let (status, answer) = send(http, Method::PUT, url, headers, bytes.to_vec());
+    assert_eq!(status, 201, "Put Block: {answer}");
+}
+
+/// A second upload of `k`'s file name, with other bytes, and the key for its part.
+fn keyed_again(k: Keyed) -> Keyed {
+    let create = CreateUpload {
+        file_name: "scoped.bin".into(),
+        size: FILE_SIZE as u64,
+        content_type: None,
+        prefix: None,
+        part_size: 5 * 1024 * 1024,
+        idempotency_key: None,
+    };
+    let created: valet_protocol::UploadCreated = k.api.post("/uploads", &create).unwrap();
+    assert_eq!(created.object_key, k.object_key, "the same name");
+    let bytes: Vec<u8> = (0..FILE_SIZE).map(|i| (i * 13 % 241) as u8).collect();
+    let key = key_for(&k.api, &created.upload_id, &bytes);
+    Keyed {
+        upload_id: created.upload_id,
+        key_ttl_secs: created.key_ttl_secs,
+        bytes,
+        key,
+        ..k
+    }
+}
+
+/// The copy to the object's name is conditioned on the staging blob's verified ETag: a part key
+/// used between the verification and the copy (a Put Blob of other bytes) makes the copy fail
+/// with `SourceConditionNotMet`, and nothing appears at the object's name. An abort then leaves
+/// no staging blob. The service's Azure store against Azurite, step by step.
+#[test]
+fn an_azure_staging_blob_changed_after_verification_is_not_copied() {
+    use valet_service::store::{Finish, PartToComplete, Store};
+    let azurite = valet_tests::azurite::Azurite::shared_or_start();
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("azure.toml");
+    let account_key = valet_tests::azurite::ACCOUNT_KEY;
+    std::fs::write(&credentials, format!("account_key = \"{account_key}\"\n")).unwrap();
+    let container = format!(
+        "staging{}",
+        OffsetDateTime::now_utc().unix_timestamp_nanos()
+    );
+    let config = valet_service::config::Config::from_toml(&format!(
+        "data_dir = \"/tmp\"\n[store]\nkind = \"azure\"\nendpoint = \"{}\"\nbucket = \"{container}\"\n\
+         credentials_file = \"{}\"\n",
+        azurite.endpoint,
+        credentials.display()
+    ))
+    .unwrap();
+    let store = Store::from_store_config(&config.store).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(store.ensure_bucket()).unwrap();
+    let (key, tag) = ("users/kaja/late.bin", "latewritetag0001");
+    let bytes: Vec<u8> = (0..FILE_SIZE).map(|i| (i * 7 % 251) as u8).collect();
+    let digest = part_digest(1, &bytes);
+    let (url, headers) = runtime
+        .block_on(store.presign_part(key, tag, &digest, Duration::from_secs(300)))
+        .unwrap();
+    let http = Client::new();
+    put_block(&http, url.as_str(), &headers, &bytes);
+    use sha2::Digest as _;
+    let sha256_hex = hex(&sha2::Sha256::digest(&bytes));
+    let parts = [PartToComplete {
+        number: 1,
+        etag: query_value(url.as_str(), "blockid").unwrap(),
+        sha256_b64: digest.sha256.clone(),
+        size: FILE_SIZE as u64,
+        crc32c: None,
+    }];
+    let finish = Finish {
+        content_type: "application/octet-stream",
+        sha256_hex: &sha256_hex,
+    };
+    let completed = runtime
+        .block_on(store.complete(key, tag, &parts, finish))
+        .unwrap();
+    let verified_etag = completed.etag.expect("Put Block List answers an ETag");
+
+    // After the verification, before the copy: the part key writes the staging blob whole.
+    let whole_blob = requery(url.as_str(), None, &["comp", "blockid"], &[]);
+    let blob_type = [("x-ms-blob-type".to_owned(), "BlockBlob".to_owned())];
+    let (status, answer) = send(
+        &http,
+        Method::PUT,
+        &whole_blob,
+        &blob_type,
+        vec![b'!'; 4096],
+    );
+    assert_eq!(
+        status, 201,
+        "the part key writes its staging blob: {answer}"
+    );
+    let refused = runtime
+        .block_on(store.publish(key, tag, &verified_etag, FILE_SIZE as u64, &sha256_hex))
+        .unwrap_err();
+    // Azure documents `SourceConditionNotMet`; Azurite answers `ConditionNotMet`.
+    assert!(
+        matches!(
+            refused.store_code(),
+            Some("SourceConditionNotMet" | "ConditionNotMet")
+        ),
+        "{refused}"
+    );
+    let bucket =
+        valet_tests::store::StoreBucket::of(StoreKind::Azure, &azurite.endpoint, &container);
+    assert_eq!(
+        bucket.object_digest(key),
+        None,
+        "nothing at the object's name"
+    );
+
+    runtime.block_on(store.abort(key, tag)).unwrap();
+    assert_eq!(
+        bucket.list(""),
+        Vec::<String>::new(),
+        "no staging blob after the abort"
     );
 }
