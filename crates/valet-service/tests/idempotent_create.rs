@@ -108,7 +108,10 @@ async fn another_users_same_key_is_their_own_upload() {
     assert_eq!(status, StatusCode::OK, "{bobs}");
     assert_ne!(bobs["upload_id"], mine["upload_id"], "bob's own upload");
     assert!(
-        bobs["object_key"].as_str().unwrap().starts_with("users/bob/"),
+        bobs["object_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("users/bob/"),
         "{bobs}"
     );
     assert_eq!(created_events(&dev).await, 2);
@@ -147,7 +150,12 @@ async fn a_used_key_with_another_request_is_a_conflict() {
         .post("/v1/uploads", Some(&token), create("a.bin", MIB, "short"))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
-    assert!(refused["message"].as_str().unwrap().contains("idempotency_key"));
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("idempotency_key")
+    );
 
     assert_eq!(created_events(&dev).await, 1, "nothing else created");
     assert_eq!(uploads_of(&api, &token).await.len(), 1);
@@ -174,7 +182,10 @@ async fn an_aborted_upload_is_answered_as_it_is() {
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(again, first, "the upload made under the key");
     let (_, upload) = api.get(&path, &token).await;
-    assert_eq!(upload["state"], "aborted", "its state is the status call's to tell");
+    assert_eq!(
+        upload["state"], "aborted",
+        "its state is the status call's to tell"
+    );
     assert_eq!(created_events(&dev).await, 1);
 }
 
@@ -184,7 +195,11 @@ async fn concurrent_creates_with_one_key_make_one_upload() {
     let (dev, api, token) = start(&dir).await;
     let send = || api.post("/v1/uploads", Some(&token), create("a.bin", MIB, KEY));
     let ((status_a, a), (status_b, b)) = tokio::join!(send(), send());
-    assert_eq!((status_a, status_b), (StatusCode::OK, StatusCode::OK), "{a} {b}");
+    assert_eq!(
+        (status_a, status_b),
+        (StatusCode::OK, StatusCode::OK),
+        "{a} {b}"
+    );
     assert_eq!(a["upload_id"], b["upload_id"], "one upload for both");
     assert_eq!(created_events(&dev).await, 1);
     assert_eq!(uploads_of(&api, &token).await.len(), 1);

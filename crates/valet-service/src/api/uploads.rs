@@ -7,8 +7,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use valet_protocol::{
     ApiError, CreateUpload, ErrorCode, LayoutError, PartLayout, StoreInfo, StoredPart,
-    UploadCreated, UploadList, UploadState, UploadStatus, UploadSummary,
-    is_valid_idempotency_key,
+    UploadCreated, UploadList, UploadState, UploadStatus, UploadSummary, is_valid_idempotency_key,
 };
 
 use super::{AppState, Body, ClientAddr, Failure};
@@ -102,7 +101,8 @@ pub async fn create(
         &name,
     );
     if let Some(key) = &request.idempotency_key
-        && let Some(earlier) = uploads::get_by_idempotency_key(state.db(), &caller.user, key).await?
+        && let Some(earlier) =
+            uploads::get_by_idempotency_key(state.db(), &caller.user, key).await?
     {
         let asked = Asked {
             request: &request,
