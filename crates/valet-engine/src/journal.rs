@@ -55,14 +55,21 @@ CREATE TABLE IF NOT EXISTS parts (
 );
 ";
 
-/// Journals from before Azure and GCS lack `store_protocol` (JSON: the store kind and the part
-/// digests its keys need); add it, empty, meaning S3.
-fn add_store_protocol_column(conn: &Connection) -> rusqlite::Result<()> {
-    let has: bool = conn
-        .prepare("SELECT 1 FROM pragma_table_info('uploads') WHERE name = 'store_protocol'")?
-        .exists([])?;
-    if !has {
-        conn.execute_batch("ALTER TABLE uploads ADD COLUMN store_protocol TEXT")?;
+/// Columns added to `uploads` after its first version, each empty in older journals:
+/// - `store_protocol` (JSON: the store kind and the part digests its keys need; empty: S3);
+/// - `idempotency_key`, sent with the create request and journaled before it (empty: never
+///   sent, or the service side was reset).
+const ADDED_COLUMNS: &[&str] = &["store_protocol", "idempotency_key"];
+
+/// Adds the [`ADDED_COLUMNS`] an older journal lacks.
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    for column in ADDED_COLUMNS {
+        let has: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('uploads') WHERE name = ?1")?
+            .exists([column])?;
+        if !has {
+            conn.execute_batch(&format!("ALTER TABLE uploads ADD COLUMN {column} TEXT"))?;
+        }
     }
     Ok(())
 }
@@ -136,6 +143,9 @@ pub struct JournalEntry {
     pub parts_done: u32,
     /// Parts in the layout.
     pub part_count: u32,
+    /// The key of the create request, journaled before it was sent: with no upload id, an
+    /// earlier run may have created the upload on the service without hearing the answer.
+    pub idempotency_key: Option<String>,
 }
 
 /// What is known of an upload before it is created on the service.
@@ -190,7 +200,7 @@ impl Journal {
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
-        add_store_protocol_column(&conn).map_err(err)?;
+        add_missing_columns(&conn).map_err(err)?;
         Ok(Self {
             path: path.to_path_buf(),
             conn: Arc::new(Mutex::new(conn)),
@@ -234,6 +244,25 @@ impl Journal {
         )
         .map_err(|e| self.err(e))?;
         Ok(conn.last_insert_rowid())
+    }
+
+    /// The idempotency key of the create request of upload `id`: the one journaled, or a new
+    /// random one (128 bits, hex) journaled before it is returned: a create sent with it can
+    /// be sent again after a crash, and the service answers the upload it made then.
+    pub fn idempotency_key(&self, id: i64) -> Result<String> {
+        let fresh = hex::encode(rand::random::<[u8; 16]>());
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE uploads SET idempotency_key = ?2 WHERE id = ?1 AND idempotency_key IS NULL",
+            params![id, fresh],
+        )
+        .map_err(|e| self.err(e))?;
+        conn.query_row(
+            "SELECT idempotency_key FROM uploads WHERE id = ?1",
+            params![id],
+            |row| row.get(0),
+        )
+        .map_err(|e| self.err(e))
     }
 
     /// Records the service's answer to the creation of upload `id`.
@@ -313,8 +342,8 @@ impl Journal {
         }
     }
 
-    /// Forgets the service side of upload `id` (its upload id and every receipt), to start it
-    /// again on the service: after the service lost or aborted it.
+    /// Forgets the service side of upload `id` (its upload id, its create request's key and
+    /// every receipt), to start it again on the service: after the service lost or aborted it.
     pub fn reset_upload(&self, id: i64, server: &str, now: OffsetDateTime) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
@@ -322,7 +351,8 @@ impl Journal {
             .map_err(|e| self.err(e))?;
         tx.execute(
             "UPDATE uploads SET upload_id = NULL, object_key = NULL, store_origin = NULL,
-                    store_protocol = NULL, key_ttl_secs = NULL, server = ?2, updated_at = ?3 WHERE id = ?1",
+                    store_protocol = NULL, key_ttl_secs = NULL, idempotency_key = NULL,
+                    server = ?2, updated_at = ?3 WHERE id = ?1",
             params![id, server, now.unix_timestamp()],
         )
         .map_err(|e| self.err(e))?;
@@ -496,7 +526,7 @@ impl Journal {
             "SELECT u.id, u.path, u.size, u.mtime_ns, u.inode, u.part_size, u.server, u.prefix,
                     u.upload_id, u.object_key, u.store_origin, u.key_ttl_secs, u.state, u.sha256,
                     u.error_code, u.error, u.created_at, u.updated_at,
-                    (SELECT COUNT(*) FROM parts p WHERE p.upload = u.id)
+                    (SELECT COUNT(*) FROM parts p WHERE p.upload = u.id), u.idempotency_key
              FROM uploads u {filter}"
         );
         let conn = self.conn();
@@ -528,6 +558,7 @@ impl Journal {
                     updated_at: row.get(17)?,
                     parts_done: row.get(18)?,
                     part_count: valet_protocol::part_count(size, part_size),
+                    idempotency_key: row.get(19)?,
                 })
             })
             .map_err(|e| self.err(e))?;

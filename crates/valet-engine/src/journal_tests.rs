@@ -330,3 +330,71 @@ fn a_full_disk_fails_the_write_and_keeps_what_was_written() {
     );
     assert_eq!(again.receipts(id).unwrap().len(), written as usize);
 }
+
+#[test]
+fn the_idempotency_key_is_journaled_once_and_forgotten_with_the_service_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open_in(dir.path()).unwrap();
+    let id = begin(&journal, Path::new("/data/a.bin"), 3);
+    assert_eq!(journal.entry(id).unwrap().idempotency_key, None);
+    let key = journal.idempotency_key(id).unwrap();
+    assert!(
+        valet_protocol::is_valid_idempotency_key(&key),
+        "a key the service takes: {key}"
+    );
+    assert_eq!(
+        journal.idempotency_key(id).unwrap(),
+        key,
+        "the same key again"
+    );
+    let other = begin(&journal, Path::new("/data/b.bin"), 3);
+    assert_ne!(
+        journal.idempotency_key(other).unwrap(),
+        key,
+        "random per upload"
+    );
+    drop(journal);
+
+    let journal = Journal::open_in(dir.path()).unwrap();
+    assert_eq!(
+        journal.entry(id).unwrap().idempotency_key.as_deref(),
+        Some(key.as_str()),
+        "kept across a restart"
+    );
+    journal
+        .reset_upload(id, "http://127.0.0.1:8080/", now())
+        .unwrap();
+    assert_eq!(journal.entry(id).unwrap().idempotency_key, None);
+    assert_ne!(
+        journal.idempotency_key(id).unwrap(),
+        key,
+        "a new upload on the service gets a new key"
+    );
+}
+
+#[test]
+fn a_journal_from_before_the_added_columns_opens_and_keeps_its_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(JOURNAL_FILE);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        conn.execute(
+            "INSERT INTO uploads (path, size, mtime_ns, part_size, upload_id, state, created_at,
+                                  updated_at)
+             VALUES ('/data/old.bin', 3, 1, 5242880, 'u-old', 'uploading', 1, 1)",
+            [],
+        )
+        .unwrap();
+    }
+    let journal = Journal::open(&path).unwrap();
+    let old = journal.unfinished().unwrap().pop().unwrap();
+    assert_eq!(old.upload_id.as_deref(), Some("u-old"));
+    assert_eq!(old.idempotency_key, None);
+    let key = journal.idempotency_key(old.id).unwrap();
+    assert_eq!(
+        journal.entry(old.id).unwrap().idempotency_key,
+        Some(key),
+        "the added column takes the key"
+    );
+}

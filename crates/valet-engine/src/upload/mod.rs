@@ -332,6 +332,20 @@ impl Engine {
         let rules = self.rules();
         rules.check_size(&entry.path, entry.stamp.size)?;
         let server = self.session.server().to_string();
+        // An earlier run sent the create and stopped before journaling the answer (killed, or
+        // the answer lost): the same key asks again, the service answers the upload it made
+        // then, and that upload is checked below like any journaled one.
+        if entry.upload_id.is_none()
+            && entry.idempotency_key.is_some()
+            && entry.server.as_deref() == Some(server.as_str())
+        {
+            tracing::info!(
+                upload = entry.id,
+                "asking the service again for the upload an interrupted create made"
+            );
+            self.create(&entry, options, events).await?;
+            entry = self.entry(entry.id).await?;
+        }
         let resumed = entry.upload_id.is_some();
         let mut done = BTreeMap::new();
 
@@ -560,7 +574,8 @@ impl Engine {
     }
 
     /// Creates the upload on the service and journals the answer, with the part layout the
-    /// service chose (reported when it is not the part size asked for).
+    /// service chose (reported when it is not the part size asked for). The request carries
+    /// the entry's idempotency key, journaled first: sent again, it makes no second upload.
     async fn create(
         &self,
         entry: &JournalEntry,
@@ -572,13 +587,17 @@ impl Engine {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "file".into());
+        let idempotency_key = {
+            let (journal, id) = (self.journal.clone(), entry.id);
+            blocking(move || journal.idempotency_key(id)).await?
+        };
         let create = CreateUpload {
             file_name,
             size: entry.stamp.size,
             content_type: Some(content_type_of(&entry.path, options)),
             prefix: entry.prefix.clone(),
             part_size: entry.part_size,
-            idempotency_key: None,
+            idempotency_key: Some(idempotency_key),
         };
         let (created, store) = self.session.create_upload(&create).await?;
         let layout = created.layout;
@@ -792,6 +811,7 @@ mod tests {
             updated_at: 0,
             parts_done: 0,
             part_count: 1,
+            idempotency_key: None,
         };
         let (code, message) = stale_reason(&old, &stamp, Some("archive"));
         assert_eq!(code, "superseded");
