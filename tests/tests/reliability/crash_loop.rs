@@ -6,13 +6,18 @@
 //! replays a run. Most kills land a random time after the journal shows more parts done than at
 //! the last kill (so the upload moves on between kills); about one in four lands a random time
 //! after the start, while the run checks the store's parts and hashes what it holds.
+//!
+//! The narrowest window has a test of its own: `valet` killed after the service created the
+//! upload but before the journal holds its id (the create's answer held back by a fault proxy).
+//! The next run must go on with that upload, not make a second one. Takes a few seconds.
 
 use std::process::Child;
 use std::time::Duration;
 
-use valet_protocol::UploadStatus;
+use valet_protocol::{UploadList, UploadState, UploadStatus};
 use valet_tests::api::Api;
-use valet_tests::cli::parse_run;
+use valet_tests::cli::{Valet, parse_run};
+use valet_tests::faults::{Fault, FaultProxy};
 use valet_tests::files::{random_file, sha256_file};
 use valet_tests::service::ServiceOptions;
 use valet_tests::{PART_SIZE, wait_for};
@@ -208,4 +213,88 @@ fn a_500_mib_upload_survives_twenty_sigkills() {
     assert_eq!(status.len(), 1, "one journal entry: {status:?}");
     assert_eq!(status[0]["state"], "verified", "{status:?}");
     assert_eq!(status[0]["parts_done"], parts, "{status:?}");
+}
+
+/// The create's answer is held back (the proxy in front of the service delays every answer by
+/// [`ANSWER_DELAY`]) and `valet` is killed once the audit log shows the upload created, long
+/// before the answer arrives: the journal has the upload without the service's id. The next
+/// run, with the link back, resumes that same upload: one `upload_created`, one upload on the
+/// service (verified, none left open), the object byte-identical.
+/// How late every answer of the service reaches `valet` in the test below: time enough,
+/// however loaded the machine, to see the upload in the audit log and kill `valet`.
+const ANSWER_DELAY: Duration = Duration::from_secs(15);
+
+#[test]
+fn a_kill_between_create_and_journal_resumes_the_same_upload() {
+    let w = world("window", ServiceOptions::default());
+    // A delay, not a blackhole: `valet put` first checks its token (`GET /v1/me`), whose
+    // answer must arrive; the create's answer then comes `ANSWER_DELAY` after the upload.
+    let delay = ANSWER_DELAY.as_millis() as u64;
+    let proxy = FaultProxy::start(&w.service.url, &[Fault::latency(delay, 0)]);
+    let valet = Valet::with_token(&proxy.url(), &w.token);
+    let dir = tempfile::tempdir().unwrap();
+    let size = 3 * PART_SIZE + 777;
+    let file = random_file(dir.path(), "window.bin", size, 501);
+    let part_size = PART_SIZE.to_string();
+    let put = [
+        "put",
+        "--json",
+        "--part-size",
+        &part_size,
+        file.to_str().unwrap(),
+    ];
+    let created_ids = || -> Vec<String> {
+        w.service
+            .audit()
+            .into_iter()
+            .filter(|e| e["event"] == "upload_created")
+            .map(|e| e["upload_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let (mut child, _stderr) = valet.spawn(&put);
+    let created = wait_for(
+        "the service to create the upload",
+        Duration::from_secs(120),
+        || {
+            ended_early(&mut child, 1);
+            created_ids().pop()
+        },
+    );
+    child.kill().unwrap(); // SIGKILL, the answer still on its way.
+    child.wait().unwrap();
+    proxy.clear();
+    let journal = valet.status();
+    assert_eq!(journal.len(), 1, "{journal:?}");
+    assert_eq!(journal[0]["state"], "uploading", "{journal:?}");
+    assert!(
+        journal[0]["upload_id"].is_null(),
+        "killed before the journal had the service's id: {journal:?}"
+    );
+
+    let run = parse_run(valet.command(&put).output().unwrap());
+    let line = run.verified();
+    assert_eq!(
+        line["upload_id"],
+        created.as_str(),
+        "the upload made before the kill"
+    );
+    let object = line["object"].as_str().unwrap();
+    assert_eq!(
+        w.service.store().object_digest(object),
+        Some((size, sha256_file(&file))),
+        "the object reads back byte-identical"
+    );
+    assert_eq!(created_ids(), vec![created.clone()], "one upload_created");
+    let uploads: UploadList = Api::new(&w.service.url, &w.token).get("/uploads").unwrap();
+    let states: Vec<(&str, UploadState)> = uploads
+        .uploads
+        .iter()
+        .map(|u| (u.upload_id.as_str(), u.state))
+        .collect();
+    assert_eq!(
+        states,
+        vec![(created.as_str(), UploadState::Verified)],
+        "one upload on the service, verified; none left open"
+    );
 }
