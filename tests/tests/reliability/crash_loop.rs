@@ -103,8 +103,8 @@ fn a_500_mib_upload_survives_twenty_sigkills() {
     let mut written_by_killed_runs = 0u64;
     for kill in 1..=KILLS {
         let (mut child, _stderr) = w.valet.spawn(&put);
-        // The first kill waits for parts, so that the upload exists on the service and in the
-        // journal: a kill between the two would leave an upload the service sweeps later.
+        // The first kill waits for parts, so that the journal holds the upload id every later
+        // kill is checked against (a kill before it has one: the test after this one).
         let early = kill > 1 && moments.below(4) == 0;
         let moment = if early {
             let after = Duration::from_millis(moments.below(1500));
