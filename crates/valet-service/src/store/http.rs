@@ -12,11 +12,14 @@ use sha2::{Digest as _, Sha256};
 use crate::Error;
 
 /// A client for one store: ring TLS, 10 s to connect, and at most `read_timeout` between two
-/// reads of an answer (a gap that long means the store is gone).
+/// reads of an answer (a gap that long means the store is gone). A connection idle for 4 s is
+/// not reused: servers close idle ones (Azurite after 5 s, as Node does), and a request sent
+/// on one as it closes fails ("error sending request").
 pub(crate) fn client(read_timeout: Duration) -> Result<reqwest::Client, Error> {
     crate::install_tls_provider();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(4))
         .read_timeout(read_timeout)
         .build()
         .map_err(|e| transport("connect", e))
