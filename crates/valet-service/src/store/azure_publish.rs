@@ -86,6 +86,10 @@ impl AzureStore {
         let copied_size = header(&object, "content-length").and_then(|s| s.parse().ok());
         let copied_sha256 = header(&object, "x-ms-meta-sha256");
         if copied_size != Some(size) || copied_sha256.as_deref() != Some(sha256_hex) {
+            // This copy put it there (its copy id): not the verified blob, so it goes.
+            if let Err(e) = self.delete(key).await {
+                tracing::error!(key, error = %e, "could not delete a wrong copy");
+            }
             return Err(copy_failed(format!(
                 "the copied object has {copied_size:?} bytes and sha256 {copied_sha256:?}, \
                  not the verified {size} bytes"
