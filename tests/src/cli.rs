@@ -223,3 +223,38 @@ impl JsonRun {
         line
     }
 }
+
+/// Polls `check` while the `valet` in `child` runs (its stderr in `stderr`) until it returns
+/// `Some`. Panics with the end of that stderr when `valet` ends first or `timeout` passes, so a
+/// failure says what the client was doing rather than only what was awaited.
+pub fn wait_while_running<T>(
+    child: &mut Child,
+    stderr: &Path,
+    what: &str,
+    timeout: std::time::Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let tail = || {
+        let text = std::fs::read_to_string(stderr).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    };
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "valet ended ({status}) while waiting for {what}; its stderr ends:\n{}",
+                tail()
+            );
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}; valet's stderr ends:\n{}",
+            tail()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -15,12 +15,12 @@ use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use valet_tests::cli::{JsonRun, Valet, parse_run};
+use valet_tests::PART_SIZE;
+use valet_tests::cli::{JsonRun, Valet, parse_run, wait_while_running};
 use valet_tests::faults::{Direction, Fault, FaultProxy};
 use valet_tests::files::{random_file, sha256_file};
 use valet_tests::service::{Service, ServiceOptions};
 use valet_tests::store::{StoreKind, TestStore, TestStoreEndpoint};
-use valet_tests::{PART_SIZE, wait_for};
 
 use crate::helpers::unfinished;
 
@@ -271,9 +271,13 @@ fn blackhole_of_thirty_seconds_on_both_links() {
     );
     let start = Instant::now();
     let (mut child, stderr) = links.valet.spawn(&args);
-    wait_for("two parts stored", Duration::from_secs(120), || {
-        unfinished(&links.valet).filter(|(_, done)| *done >= 2)
-    });
+    wait_while_running(
+        &mut child,
+        &stderr,
+        "two parts stored",
+        Duration::from_secs(300),
+        || unfinished(&links.valet).filter(|(_, done)| *done >= 2),
+    );
     // Everything dropped both ways, open connections included, for 30 s. Then the link is
     // back: the connections of the outage are closed (noxious cannot let them go on without
     // the bytes it dropped) and new ones work. Connections that stay silent for good are the

@@ -8,14 +8,16 @@ use std::path::Path;
 use std::process::Child;
 use std::time::Duration;
 
-use valet_tests::cli::{JsonRun, Valet, parse_run};
+use valet_tests::cli::{JsonRun, Valet, parse_run, wait_while_running};
 use valet_tests::files::{random_file, sha256_file};
 use valet_tests::service::{Service, ServiceOptions};
-use valet_tests::{MIB_210, PART_SIZE, wait_for};
+use valet_tests::{MIB_210, PART_SIZE};
 
 use crate::helpers::{World, unfinished, world};
 
 const MIB: u64 = 1024 * 1024;
+/// How long a step may take on a loaded machine before the test gives up.
+const WAIT: Duration = Duration::from_secs(300);
 
 /// `valet put --json` of `file`, 5 MiB parts, 4 at a time, at most `bwlimit` bytes/s, in the
 /// background; its stderr goes to the returned file.
@@ -95,7 +97,7 @@ fn service_killed_mid_upload_comes_back_and_the_upload_completes() {
     let file = random_file(dir.path(), "big.bin", MIB_210, 21);
     // 24 MiB/s: about 9 s of sending, so the outage falls in the middle.
     let (mut child, stderr) = spawn_put(&valet, &file, 24 * MIB);
-    wait_for("8 parts stored", Duration::from_secs(120), || {
+    wait_while_running(&mut child, &stderr, "8 parts stored", WAIT, || {
         unfinished(&valet).filter(|(_, done)| *done >= 8)
     });
     w.service.kill();
@@ -138,9 +140,9 @@ fn service_down_while_the_last_parts_go_and_at_completion() {
     let file = random_file(dir.path(), "last.bin", size, 22);
     // 4 MiB/s: the parts read ahead (and keyed) take seconds to send, time enough to see
     // their keys in the audit log and kill the service before they are all stored.
-    let (child, stderr) = spawn_put(&valet, &file, 4 * MIB);
+    let (mut child, stderr) = spawn_put(&valet, &file, 4 * MIB);
     // Once every part has its key, the client needs the service only to complete.
-    wait_for("keys for every part", Duration::from_secs(120), || {
+    wait_while_running(&mut child, &stderr, "keys for every part", WAIT, || {
         (parts_with_keys(&w.service).len() as u64 == part_count).then_some(())
     });
     w.service.kill();
@@ -151,7 +153,7 @@ fn service_down_while_the_last_parts_go_and_at_completion() {
         .iter()
         .any(|e| e["event"] == "upload_completed");
     assert!(!completed_before, "killed before the completion");
-    wait_for("every part stored", Duration::from_secs(120), || {
+    wait_while_running(&mut child, &stderr, "every part stored", WAIT, || {
         unfinished(&valet).filter(|(_, done)| *done == part_count)
     });
     // The client now asks a dead service to complete; it comes back a few seconds later.
