@@ -10,24 +10,24 @@
 #[allow(dead_code)]
 mod helpers;
 
+/// The client refuses plain HTTP off loopback, key URLs outside the store's hosts and
+/// redirects, and keeps its tokens in the keyring only.
+mod client_security;
+/// The client's clock 10 minutes ahead or behind: keys are still renewed in time.
+mod clock_skew;
+/// `valet put` killed with SIGKILL at random moments, 20 times, during one 500 MiB upload.
+mod crash_loop;
+/// A journal on a full disk; a source file deleted, truncated, replaced or unreadable.
+mod disk_faults;
+/// A key writes one object, one part, for minutes, and nothing else.
+mod key_scope;
+/// Many clients at once against one service: every answer right, p99 reported, memory flat.
+mod load;
 /// The network between the client and the store, and between the client and the service:
 /// resets mid-part, latency, a bandwidth cap, a 30 s blackhole, a slow drip.
 mod network_faults;
 /// The valet service killed and restarted in the middle of an upload.
 mod service_restart;
-/// `valet put` killed with SIGKILL at random moments, 20 times, during one 500 MiB upload.
-mod crash_loop;
-/// The client's clock 10 minutes ahead or behind: keys are still renewed in time.
-mod clock_skew;
-/// A journal on a full disk; a source file deleted, truncated, replaced or unreadable.
-mod disk_faults;
 /// The service's API: every endpoint against no, expired and revoked tokens and other users'
 /// uploads; login throttling; hostile names, sizes and types; headers; audit log integrity.
 mod service_security;
-/// A key writes one object, one part, for minutes, and nothing else.
-mod key_scope;
-/// The client refuses plain HTTP off loopback, key URLs outside the store's hosts and
-/// redirects, and keeps its tokens in the keyring only.
-mod client_security;
-/// Many clients at once against one service: every answer right, p99 reported, memory flat.
-mod load;

@@ -4,16 +4,16 @@
 //! weak suites, plain HTTP on its port) is tested in-process by
 //! `crates/valet-service/tests/tls.rs`.
 
+/// No method on any path changes or removes an audit entry; headers on every answer.
+mod audit_log;
 /// Every route × own, another user's and no upload × no, malformed, expired, revoked and
 /// valid tokens.
 mod authorization;
-/// Failed sign-ins wait: per account and address, per address, bounded, ended by a success.
-mod throttling;
 /// Path tricks and unicode in names and folders, declared sizes that are not the sent ones,
 /// content types, body and header sizes.
 mod hostile_input;
-/// No method on any path changes or removes an audit entry; headers on every answer.
-mod audit_log;
+/// Failed sign-ins wait: per account and address, per address, bounded, ended by a success.
+mod throttling;
 
 use valet_protocol::TokenResponse;
 use valet_tests::api::{RawAnswer, client_from, password_grant, send};
@@ -73,7 +73,11 @@ impl Deployment {
             .admin(&["token", "issue", user, "--label", label])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
         let id = self
             .service
