@@ -61,7 +61,8 @@ fn sanitize_segment(raw: &str) -> Option<String> {
     if trimmed.is_empty() || trimmed.chars().all(|c| c == '_') {
         return None;
     }
-    Some(trimmed.to_owned())
+    // Dropping a character between two combining marks can leave them out of canonical order.
+    Some(trimmed.nfc().collect())
 }
 
 /// Control characters and format characters that change how a name is displayed: bidi
@@ -187,6 +188,10 @@ mod tests {
             sanitize_file_name("cafe\u{301}.txt").as_deref(),
             Some("caf\u{e9}.txt")
         );
+        // Without the zero-width space, shadda and fatha are put back in canonical order.
+        let marks = sanitize_file_name("a\u{651}\u{200B}\u{64E}").unwrap();
+        assert_eq!(marks, "a\u{64E}\u{651}");
+        assert_eq!(sanitize_file_name(&marks), Some(marks));
         // Fullwidth solidus is not a separator but is not kept either.
         assert_eq!(sanitize_file_name("a\u{FF0F}b").as_deref(), Some("a_b"));
     }
