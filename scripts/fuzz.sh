@@ -71,9 +71,9 @@ for target in $targets; do
     if [[ "$result" != ok ]]; then
         grep -m1 -A12 -E "panicked|ERROR: libFuzzer|ERROR: AddressSanitizer" "$log" >&2 || true
     elif ((merge)); then
-        # Only the inputs that add coverage join the committed corpus.
+        # Only the inputs that add coverage join the committed corpus, cut to 1 KiB.
         cargo fuzz run "${FLAGS[@]}" "$target" "fuzz/corpus/$target" "$scratch" -- \
-            -merge=1 -timeout=10 >"$logs/$target.merge.log" 2>&1
+            -merge=1 -max_len=1024 -timeout=10 >"$logs/$target.merge.log" 2>&1
         echo "  merged: fuzz/corpus/$target has $(ls "fuzz/corpus/$target" | wc -l) inputs"
     fi
 done
