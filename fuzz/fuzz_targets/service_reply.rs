@@ -97,6 +97,7 @@ fn created(body: &[u8]) {
         content_type: None,
         prefix: None,
         part_size: created.layout.part_size,
+        idempotency_key: None,
     };
     let Ok(target) = check_created(&create, &created) else {
         return;
