@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
+use fantoccini::error::NewSessionError;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
@@ -64,7 +65,10 @@ impl App {
     }
 
     async fn launch(env: &[(&str, &str)]) -> Self {
-        let (port, native_port) = (free_port(), free_port());
+        let port = free_port();
+        let native_port = std::iter::repeat_with(free_port)
+            .find(|&p| p != port)
+            .unwrap();
         let mut driver = Command::new("tauri-driver");
         driver
             .args([
@@ -84,21 +88,41 @@ impl App {
         let driver = driver
             .spawn()
             .expect("tauri-driver on PATH (cargo install tauri-driver)");
+        // tauri-driver listens before the native driver it starts does, and answers a new
+        // session with a dropped connection until that one is up: wait for both.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tauri-driver never listened");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        for listener in [port, native_port] {
+            while std::net::TcpStream::connect(("127.0.0.1", listener)).is_err() {
+                assert!(Instant::now() < deadline, "tauri-driver never listened");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
         let mut caps = serde_json::Map::new();
         caps.insert(
             "tauri:options".into(),
             json!({ "application": app_binary() }),
         );
-        let client = ClientBuilder::new(HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("a WebDriver session on the app");
+        let mut attempt = 1;
+        let client = loop {
+            let session = ClientBuilder::new(HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await;
+            match session {
+                Ok(client) => break client,
+                // A dropped connection (not a refusal by the driver) is worth one more try.
+                Err(
+                    NewSessionError::Lost(_)
+                    | NewSessionError::Failed(_)
+                    | NewSessionError::FailedC(_),
+                ) if attempt < 3 => {
+                    attempt += 1;
+                    kill_app();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => panic!("no WebDriver session on the app: {e:?}"),
+            }
+        };
         let app = Self { client, driver };
         app.wait_for("the first screen", Duration::from_secs(30), async |app| {
             // The sign-in screen or the main window; not the "Starting…" placeholder.
