@@ -150,6 +150,15 @@ pub async fn complete(
         }
     };
 
+    // Tagged before it is verified: a store that takes `PUT ?tagging` for a `PutObject`
+    // (rclone's `serve s3` does) replaces the object with the tag document, and verification
+    // must be what sees it.
+    if completed_now
+        && configured.config.tag_objects
+        && let Err(e) = store.record_sha256(&assembled, &file_sha256).await
+    {
+        tracing::warn!(upload = %row.id, error = %e, "could not tag the object");
+    }
     let now = OffsetDateTime::now_utc();
     match verify(
         configured,
@@ -187,11 +196,6 @@ pub async fn complete(
                 now,
             )
             .await?;
-            if configured.config.tag_objects
-                && let Err(e) = store.record_sha256(&row.object_key, &file_sha256).await
-            {
-                tracing::warn!(upload = %row.id, error = %e, "could not tag the object");
-            }
             let mut entry = Entry::new(Event::UploadCompleted, now);
             entry.user = Some(&caller.user);
             entry.upload_id = Some(&row.id);
