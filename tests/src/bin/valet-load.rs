@@ -10,6 +10,12 @@
 //! `PUT`s (p50, p90, p99, max), errors (each printed), calls per second, and the service's RSS
 //! sampled every second from /proc. Afterwards the service's audit log must show every upload
 //! completed. Prints the results as JSON (and writes them to FILE); exits 1 on any error.
+//!
+//! `valet-load --service …` measures the service's own work instead, keys and completions
+//! apart from the `PUT`s (see `valet_load/service_phases.rs`, and `bench/service.sh`).
+
+#[path = "valet_load/service_phases.rs"]
+mod service_phases;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,6 +66,20 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     Ok(args)
+}
+
+const SERVICE_USAGE: &str = "valet-load --service [--levels 4,16,64] [--batches 8,100] \
+                             [--seconds S] [--completions N] [--out FILE]";
+
+/// Where the service's binaries are (beside this one, unless `VALET_BIN_DIR` says), and the
+/// TLS provider. At the start of main, before any other thread exists.
+fn set_bin_dir() {
+    if std::env::var_os("VALET_BIN_DIR").is_none() {
+        let exe = std::env::current_exe().unwrap();
+        // SAFETY: called at the start of main, before any other thread exists.
+        unsafe { std::env::set_var("VALET_BIN_DIR", exe.parent().unwrap()) };
+    }
+    valet_tests::install_tls_provider();
 }
 
 /// The bytes of a file of `size` and what a client computes of them once.
@@ -175,6 +195,21 @@ impl Client {
         sample: &Sample,
         lat: &mut Latencies,
     ) -> Result<(), String> {
+        let (id, complete) = self.upload_parts(round, sample, lat).await?;
+        let started = Instant::now();
+        self.complete(&id, &complete, sample).await?;
+        record(&mut lat.complete, started);
+        Ok(())
+    }
+
+    /// Creates an upload of `sample`, asks for its keys and `PUT`s its parts to the store:
+    /// everything but the completion. Returns the upload id and its completion request.
+    async fn upload_parts(
+        &self,
+        round: usize,
+        sample: &Sample,
+        lat: &mut Latencies,
+    ) -> Result<(String, CompleteUpload), String> {
         let create = CreateUpload {
             file_name: format!("load-{}-{round}.bin", self.id),
             size: sample.bytes.len() as u64,
@@ -186,7 +221,7 @@ impl Client {
         let started = Instant::now();
         let created: UploadCreated = self.call("/uploads", &create).await?;
         record(&mut lat.create, started);
-        let id = &created.upload_id;
+        let id = created.upload_id;
         if created.layout.part_count as usize != sample.parts.len() {
             return Err(format!("unexpected layout {:?}", created.layout));
         }
@@ -233,21 +268,43 @@ impl Client {
                 size: digest.size,
             });
         }
-
         let complete = CompleteUpload {
             sha256: sample.sha256_hex.clone(),
             parts: receipts,
         };
-        let started = Instant::now();
+        Ok((id, complete))
+    }
+
+    /// Completes upload `id` of `sample`; the answer must be its size and digest, verified.
+    async fn complete(
+        &self,
+        id: &str,
+        complete: &CompleteUpload,
+        sample: &Sample,
+    ) -> Result<(), String> {
         let verified: UploadVerified = self
-            .call(&format!("/uploads/{id}/complete"), &complete)
+            .call(&format!("/uploads/{id}/complete"), complete)
             .await?;
-        record(&mut lat.complete, started);
         if verified.size != sample.bytes.len() as u64 || verified.sha256 != sample.sha256_hex {
             return Err(format!("upload {id} verified with other size or digest"));
         }
         Ok(())
     }
+}
+
+/// Adds `count` accounts `load0`, `load1`, … with an API token each; their tokens.
+fn add_accounts(service: &Service, count: usize) -> Vec<String> {
+    std::thread::scope(|s| {
+        // A few at a time: each is two runs of the admin command (argon2 hashing included).
+        let mut tokens = Vec::new();
+        for start in (0..count).step_by(8) {
+            let handles: Vec<_> = (start..count.min(start + 8))
+                .map(|i| s.spawn(move || service.add_user_with_token(&format!("load{i}"))))
+                .collect();
+            tokens.extend(handles.into_iter().map(|h| h.join().unwrap()));
+        }
+        tokens
+    })
 }
 
 /// The pid of the `valet-service serve` running with `config`, found in /proc.
@@ -289,18 +346,21 @@ fn mean_mib(samples: &[u64]) -> f64 {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--service") {
+        let options = service_phases::parse(std::env::args().skip(2)).unwrap_or_else(|e| {
+            eprintln!("valet-load: {e}\nusage: {SERVICE_USAGE}");
+            std::process::exit(2)
+        });
+        set_bin_dir();
+        std::process::exit(service_phases::run(options));
+    }
     let args = parse_args().unwrap_or_else(|e| {
         eprintln!(
             "valet-load: {e}\nusage: valet-load [CLIENTS] [ROUNDS] [--out FILE] [--big-every K]"
         );
         std::process::exit(2)
     });
-    if std::env::var_os("VALET_BIN_DIR").is_none() {
-        let exe = std::env::current_exe().unwrap();
-        // SAFETY: at the start of main, before any other thread exists.
-        unsafe { std::env::set_var("VALET_BIN_DIR", exe.parent().unwrap()) };
-    }
-    valet_tests::install_tls_provider();
+    set_bin_dir();
 
     let store = TestStore::shared_or_start(StoreKind::S3);
     let service = Service::start(&store, ServiceOptions::default());
@@ -309,20 +369,7 @@ fn main() {
         "valet-load: service pid {pid} at {}; adding {} accounts",
         service.url, args.clients
     );
-    let tokens: Vec<String> = std::thread::scope(|s| {
-        // A few at a time: each is two runs of the admin command (argon2 hashing included).
-        let mut tokens = Vec::new();
-        for start in (0..args.clients).step_by(8) {
-            let handles: Vec<_> = (start..args.clients.min(start + 8))
-                .map(|i| {
-                    let service = &service;
-                    s.spawn(move || service.add_user_with_token(&format!("load{i}")))
-                })
-                .collect();
-            tokens.extend(handles.into_iter().map(|h| h.join().unwrap()));
-        }
-        tokens
-    });
+    let tokens = add_accounts(&service, args.clients);
 
     let rss: Arc<Mutex<Vec<u64>>> = Arc::default();
     let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
