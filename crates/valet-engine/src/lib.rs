@@ -44,6 +44,9 @@ pub use session::{
 };
 pub use settings::{SIGN_IN_FILE, SIGN_IN_LOCK_FILE, SignIn, default_data_dir, ensure_data_dir};
 pub use source::{FileStamp, check_unchanged};
+/// The upload's read and part hashing without the network, for `benches/read_hash.rs`.
+#[doc(hidden)]
+pub use upload::read_and_hash;
 pub use upload::{Engine, MAX_PARALLEL, MEMORY_BUDGET, PutOptions, RateLimit, UploadReport};
 
 /// Re-exported so that shells can hold secrets without another dependency.

@@ -31,6 +31,7 @@ use valet_protocol::{
 
 pub use pipeline::MEMORY_BUDGET;
 pub use ratelimit::RateLimit;
+pub use reader::read_and_hash;
 
 use crate::error::{Error, Result};
 use crate::events::{Event, Events};

@@ -1,5 +1,8 @@
 //! The one sequential reader of an upload: it reads the file once, in order, part by part, into
-//! one buffer per part, and feeds the whole-file SHA-256 as it goes.
+//! one buffer per part; a second thread computes the whole-file SHA-256 and each part's SHA-256
+//! in one pass over the part (see [`two_sha256`]) while the next part is read.
+
+mod two_sha256;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -19,22 +22,79 @@ use crate::source::{FileStamp, change_time, check_unchanged};
 pub(crate) struct ReadPart {
     pub(crate) number: u32,
     pub(crate) bytes: Bytes,
+    /// The part's SHA-256, computed in the same pass as the whole file's.
+    pub(crate) sha256: [u8; 32],
     pub(crate) permit: OwnedSemaphorePermit,
 }
 
 /// Reads every part of `path` in order and hands it to `tx`; the whole-file SHA-256, or `None`
 /// when the pipeline stopped taking parts (another stage failed and will report why).
 ///
-/// Runs on a blocking thread. Before reading each part it takes a permit from `buffers`, so at
-/// most that many part buffers exist at once. After each part it checks the file is unchanged.
+/// Runs on a blocking thread, and hashes on a second one. Before reading each part it takes a
+/// permit from `buffers`, so at most that many part buffers exist at once (the part being hashed
+/// holds its permit). After each part it checks the file is unchanged.
 pub(crate) fn read_parts(
     path: &Path,
     stamp: &FileStamp,
     layout: &PartLayout,
     buffers: Arc<Semaphore>,
     tx: mpsc::Sender<ReadPart>,
-    on_hashed: impl Fn(u64),
+    on_hashed: impl Fn(u64) + Send,
 ) -> Result<Option<[u8; 32]>> {
+    // One read part waits for the hasher at most: its buffer holds a permit.
+    let (to_hasher, read) =
+        std::sync::mpsc::sync_channel::<(u32, Vec<u8>, OwnedSemaphorePermit)>(1);
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || hash_parts(read, tx, on_hashed));
+        let reading = read_in_order(path, stamp, layout, &buffers, &to_hasher);
+        drop(to_hasher);
+        let whole = hasher
+            .join()
+            .map_err(|_| Error::Invalid("the file hasher stopped".into()))?;
+        // Reading failed: its error; the pipeline stopped taking parts: nothing.
+        match reading? {
+            true => Ok(whole),
+            false => Ok(None),
+        }
+    })
+}
+
+/// Hashes each part read, whole file and part together, and hands it on; the whole-file
+/// SHA-256 once every part was handed on.
+fn hash_parts(
+    read: std::sync::mpsc::Receiver<(u32, Vec<u8>, OwnedSemaphorePermit)>,
+    tx: mpsc::Sender<ReadPart>,
+    on_hashed: impl Fn(u64),
+) -> Option<[u8; 32]> {
+    let mut whole = two_sha256::Sha256::new();
+    let mut hashed = 0u64;
+    for (number, buf, permit) in read {
+        let mut part = two_sha256::Sha256::new();
+        two_sha256::update_both(&mut whole, &mut part, &buf);
+        hashed += buf.len() as u64;
+        on_hashed(hashed);
+        let part = ReadPart {
+            number,
+            bytes: Bytes::from(buf),
+            sha256: part.finalize(),
+            permit,
+        };
+        if tx.blocking_send(part).is_err() {
+            return None;
+        }
+    }
+    Some(whole.finalize())
+}
+
+/// Reads the parts in order and sends each to the hasher; `false` when the hasher stopped (the
+/// pipeline took no more parts).
+fn read_in_order(
+    path: &Path,
+    stamp: &FileStamp,
+    layout: &PartLayout,
+    buffers: &Arc<Semaphore>,
+    to_hasher: &std::sync::mpsc::SyncSender<(u32, Vec<u8>, OwnedSemaphorePermit)>,
+) -> Result<bool> {
     let runtime = tokio::runtime::Handle::current();
     let unreadable = |source| Error::SourceUnreadable {
         path: path.to_path_buf(),
@@ -49,14 +109,13 @@ pub(crate) fn read_parts(
             reason,
         });
     }
-    let mut whole = Sha256::new();
-    let mut hashed = 0u64;
+    let mut read = 0u64;
     for number in 1..=layout.part_count {
         let (_, len) = layout
             .part_range(number)
             .ok_or_else(|| Error::Invalid(format!("part {number} is outside the layout")))?;
         let Ok(permit) = runtime.block_on(buffers.clone().acquire_owned()) else {
-            return Ok(None);
+            return Ok(false);
         };
         let mut buf = Vec::with_capacity(len as usize);
         (&mut file)
@@ -68,14 +127,12 @@ pub(crate) fn read_parts(
                 path: path.to_path_buf(),
                 reason: format!(
                     "ended at byte {}, expected {}",
-                    hashed + buf.len() as u64,
+                    read + buf.len() as u64,
                     layout.size
                 ),
             });
         }
-        whole.update(&buf);
-        hashed += len;
-        on_hashed(hashed);
+        read += len;
         check_unchanged(path, stamp)?;
         // Parts read earlier may have been rewritten since, their times set back: the object
         // would mix old and new bytes.
@@ -86,13 +143,8 @@ pub(crate) fn read_parts(
                 reason: "written to while it was read, or its attributes changed".into(),
             });
         }
-        let part = ReadPart {
-            number,
-            bytes: Bytes::from(buf),
-            permit,
-        };
-        if tx.blocking_send(part).is_err() {
-            return Ok(None);
+        if to_hasher.send((number, buf, permit)).is_err() {
+            return Ok(false);
         }
     }
     // More bytes than the size said (files in /proc and /sys say 0 or 4096): what was read is
@@ -104,7 +156,7 @@ pub(crate) fn read_parts(
             reason: format!("it holds more than the {} bytes its size says", layout.size),
         });
     }
-    Ok(Some(whole.finalize().into()))
+    Ok(true)
 }
 
 /// SHA-256 of `len` bytes of `path` from `offset`, read in small pieces (no part-sized buffer):
@@ -134,6 +186,44 @@ pub(crate) fn hash_range(path: &Path, offset: u64, len: u64) -> Result<[u8; 32]>
     Ok(hasher.finalize().into())
 }
 
+/// Reads and hashes `path` as an upload does, without sending: [`read_parts`] on a blocking
+/// thread with the pipeline's part buffers for `parallel` senders; then, with `rehash_parts`,
+/// each part's SHA-256 again on the blocking pool, one part at a time, as the pipeline's hasher
+/// does for a store that checks SHA-256 only; without, the part digests the reader computed are
+/// taken as they are. The whole-file SHA-256. For the benchmark `benches/read_hash.rs`.
+pub async fn read_and_hash(
+    path: &Path,
+    part_size: u64,
+    parallel: usize,
+    rehash_parts: bool,
+) -> Result<[u8; 32]> {
+    let stamp = FileStamp::read(path)?;
+    let layout = PartLayout::new(stamp.size, part_size)
+        .map_err(|e| Error::Invalid(format!("no layout for the benchmark: {e}")))?;
+    let (capacity, _) = super::pipeline::plan(parallel, part_size);
+    let buffers = Arc::new(Semaphore::new(capacity));
+    let (tx, mut rx) = mpsc::channel(capacity);
+    let reader = {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || read_parts(&path, &stamp, &layout, buffers, tx, |_| {}))
+    };
+    while let Some(part) = rx.recv().await {
+        let digest = if rehash_parts {
+            let bytes = part.bytes.clone();
+            tokio::task::spawn_blocking(move || <[u8; 32]>::from(Sha256::digest(&bytes)))
+                .await
+                .map_err(|e| Error::Invalid(format!("hashing stopped: {e}")))?
+        } else {
+            part.sha256
+        };
+        std::hint::black_box(digest);
+    }
+    reader
+        .await
+        .map_err(|e| Error::Invalid(format!("the file reader stopped: {e}")))??
+        .ok_or_else(|| Error::Invalid("the file reader stopped early".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +248,7 @@ mod tests {
         let mut got = Vec::new();
         while let Some(p) = rx.recv().await {
             got.push((p.number, p.bytes.len()));
+            assert_eq!(p.sha256, <[u8; 32]>::from(Sha256::digest(&p.bytes)));
             assert_eq!(
                 &p.bytes[..],
                 &data[(p.number as usize - 1) * part..][..p.bytes.len()]
