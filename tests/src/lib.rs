@@ -27,6 +27,7 @@ pub mod files;
 pub mod gcs;
 pub mod gui;
 pub mod oidc;
+pub mod rclone_s3;
 pub mod seaweed;
 pub mod service;
 pub mod store;

@@ -31,6 +31,8 @@ pub struct ServiceOptions {
     /// proxy in front of it (`http://127.0.0.1:PORT`). S3 keys sign the host, so the client
     /// then connects to the proxy; the test still reads the bucket straight from the store.
     pub store_endpoint: Option<String>,
+    /// `store.tag_objects`.
+    pub tag_objects: bool,
 }
 
 impl Default for ServiceOptions {
@@ -44,6 +46,7 @@ impl Default for ServiceOptions {
             max_parts: None,
             extra_config: String::new(),
             store_endpoint: None,
+            tag_objects: true,
         }
     }
 }
@@ -231,8 +234,8 @@ fn store_section(
         .unwrap_or(store.endpoint());
     let mut common = format!(
         "[store]\nendpoint = \"{endpoint}\"\nbucket = \"{bucket}\"\nprefix = \"users\"\n\
-         create_bucket = true\nverify = \"{}\"\ntag_objects = true\n",
-        options.verify
+         create_bucket = true\nverify = \"{}\"\ntag_objects = {}\n",
+        options.verify, options.tag_objects
     );
     if let Some(max_parts) = options.max_parts {
         common.push_str(&format!("max_parts = {max_parts}\n"));

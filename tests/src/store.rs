@@ -43,6 +43,15 @@ impl TestStoreEndpoint for SeaweedFs {
     }
 }
 
+impl TestStoreEndpoint for crate::rclone_s3::RcloneS3 {
+    fn kind(&self) -> StoreKind {
+        StoreKind::S3
+    }
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+}
+
 impl TestStoreEndpoint for Azurite {
     fn kind(&self) -> StoreKind {
         StoreKind::Azure
