@@ -15,6 +15,8 @@
 //! - [`files`]: random test files and their digests.
 //! - [`oidc`]: a real OpenID Connect provider (node oidc-provider) and a real browser to sign
 //!   in with, for single sign-on.
+//! - [`link`]: the schedule of the wide-area link emulator (`valet-link`, `bench/wan.sh`): delay,
+//!   rate cap and bounded queue of each direction, as pure functions of time.
 //!
 //! The binaries come from the same target dir as the test (`cargo build --bins` first; the
 //! test command in README.md does it).
@@ -26,6 +28,7 @@ pub mod faults;
 pub mod files;
 pub mod gcs;
 pub mod gui;
+pub mod link;
 pub mod oidc;
 pub mod rclone_s3;
 pub mod seaweed;
