@@ -1,8 +1,9 @@
 //! The part pipeline of one upload run:
 //!
 //! ```text
-//! reader (1 blocking thread) ─▶ hasher (part SHA-256, blocking pool) ─▶ keys (batched requests)
-//!                                                                    ─▶ N senders (PUT to store)
+//! reader (reads; a second thread hashes the whole file and each part in one pass)
+//!   ─▶ hasher (checks parts stored earlier; MD5/CRC-64 for stores that check them)
+//!   ─▶ keys (batched requests) ─▶ N senders (PUT to store)
 //! ```
 //!
 //! Memory is bounded in bytes whatever the file and part size (see [`plan`]): the reader takes
@@ -21,7 +22,7 @@ use std::time::Instant;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
 use valet_protocol::{
@@ -100,9 +101,9 @@ struct HashedPart {
     _buffer: OwnedSemaphorePermit,
 }
 
-/// A part's digests, base64: SHA-256 always, MD5 and CRC-64 when the store checks them.
-struct Digests {
-    sha256: String,
+/// A part's other digests, base64, when the store checks them: MD5 and CRC-64. (Its SHA-256
+/// comes from the reader, computed in the same pass as the whole file's.)
+struct StoreDigests {
     md5: Option<String>,
     crc64: Option<String>,
 }
@@ -111,10 +112,9 @@ struct Digests {
 /// reflected, as Microsoft's `azure-storage-extensions` computes it).
 const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_NVME);
 
-fn digests_of(bytes: &[u8], checksums: &[PartChecksum]) -> Digests {
+fn store_digests_of(bytes: &[u8], checksums: &[PartChecksum]) -> StoreDigests {
     let wants = |kind| checksums.contains(&kind);
-    Digests {
-        sha256: BASE64.encode(Sha256::digest(bytes)),
+    StoreDigests {
         md5: wants(PartChecksum::Md5).then(|| BASE64.encode(md5::Md5::digest(bytes))),
         // Azure sends the CRC's 8 bytes little-endian.
         crc64: wants(PartChecksum::Crc64)
@@ -180,25 +180,29 @@ pub(crate) async fn run(run: Arc<Run>) -> Result<[u8; 32]> {
     whole.ok_or_else(|| Error::Invalid("the file reader stopped early".into()))
 }
 
-/// Computes each part's SHA-256 once, off the async threads. A part the store already holds
-/// must hash as journaled, or the file changed.
+/// Checks each part the store already holds against the journal, and computes the other
+/// digests the store checks (MD5, CRC-64) off the async threads. A part the store holds must
+/// hash as journaled, or the file changed.
 async fn hasher(
     run: Arc<Run>,
     mut parts: mpsc::Receiver<ReadPart>,
     hashed: mpsc::Sender<HashedPart>,
 ) -> Result<()> {
     while let Some(part) = parts.recv().await {
-        let bytes = part.bytes.clone();
+        let sha256 = BASE64.encode(part.sha256);
         // A part the store holds already is only checked: its SHA-256 is enough.
-        let checksums = if run.done.contains_key(&part.number) {
-            Vec::new()
+        let digests = if run.checksums.is_empty() || run.done.contains_key(&part.number) {
+            StoreDigests {
+                md5: None,
+                crc64: None,
+            }
         } else {
-            run.checksums.clone()
+            let bytes = part.bytes.clone();
+            let checksums = run.checksums.clone();
+            tokio::task::spawn_blocking(move || store_digests_of(&bytes, &checksums))
+                .await
+                .map_err(|e| Error::Invalid(format!("hashing stopped: {e}")))?
         };
-        let digests = tokio::task::spawn_blocking(move || digests_of(&bytes, &checksums))
-            .await
-            .map_err(|e| Error::Invalid(format!("hashing stopped: {e}")))?;
-        let sha256 = digests.sha256;
         if let Some(done) = run.done.get(&part.number) {
             if done.sha256 != sha256 || done.size != part.bytes.len() as u64 {
                 return Err(Error::SourceChanged {
@@ -478,11 +482,11 @@ mod tests {
         // MD5 of "hello world" (RFC 1321 implementations agree); CRC-64 values computed by
         // Microsoft's azure-storage-extensions 1.x (`checksums.crc64.compute(data, 0)`, sent
         // little-endian, as azure-storage-blob does).
-        let d = digests_of(b"hello world", &[PartChecksum::Md5, PartChecksum::Crc64]);
+        let d = store_digests_of(b"hello world", &[PartChecksum::Md5, PartChecksum::Crc64]);
         assert_eq!(d.md5.as_deref(), Some("XrY7u+Ae7tCTyyK7j1rNww=="));
         assert_eq!(d.crc64.as_deref(), Some("vo7q9sPVKY0="));
         let big: Vec<u8> = (0..=255u8).cycle().take(256 * 40).collect();
-        let d = digests_of(&big, &[PartChecksum::Crc64]);
+        let d = store_digests_of(&big, &[PartChecksum::Crc64]);
         assert_eq!(d.crc64.as_deref(), Some("mUXr6IU+duE="));
         assert_eq!(d.md5, None, "only what the store asks for");
         assert_eq!(
