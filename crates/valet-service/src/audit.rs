@@ -139,6 +139,31 @@ pub(crate) async fn record_with<'e>(
     Ok(())
 }
 
+/// Appends entries in one statement through `executor` (a transaction: a batch of keys).
+pub(crate) async fn record_all_with<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    entries: &[Entry<'_>],
+) -> Result<(), Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "INSERT INTO audit_log (at, event, user_name, upload_id, part, expires_at, client_addr, detail) ",
+    );
+    insert.push_values(entries, |mut row, e| {
+        row.push_bind(to_millis(e.at))
+            .push_bind(e.event.as_str())
+            .push_bind(e.user)
+            .push_bind(e.upload_id)
+            .push_bind(e.part.map(i64::from))
+            .push_bind(e.expires_at.map(to_millis))
+            .push_bind(e.client_addr)
+            .push_bind(e.detail.as_ref().map(|d| d.to_string()));
+    });
+    insert.build().execute(executor).await?;
+    Ok(())
+}
+
 /// Appends an entry; a failure is logged, not returned, for paths where the action itself
 /// already happened and must still be answered.
 pub async fn record_or_warn(db: &Db, e: &Entry<'_>) {

@@ -12,7 +12,7 @@ use valet_protocol::{
 
 use super::uploads::layout_of;
 use super::{AppState, Body, ClientAddr, Failure};
-use crate::audit::{self, Entry, Event};
+use crate::audit::{Entry, Event};
 use crate::auth::Caller;
 use crate::checksum;
 use crate::db::uploads;
@@ -92,29 +92,12 @@ pub async fn issue(
     let ttl = state.config().keys.ttl;
     let now = OffsetDateTime::now_utc();
     let expires_at = now + ttl;
+    // Signed before anything is recorded: a store that cannot sign leaves no trace either.
     let mut keys = Vec::with_capacity(request.parts.len());
     for part in &request.parts {
-        let renewal = uploads::record_part_digest(
-            state.db(),
-            &row.id,
-            part.number,
-            part.size,
-            &part.sha256,
-            part.md5.as_deref(),
-            now,
-        )
-        .await?;
         let (url, headers) = store
             .presign_part(&row.object_key, &row.store_upload_id, part, ttl)
             .await?;
-        let mut entry = Entry::new(Event::KeyIssued, now);
-        entry.user = Some(&caller.user);
-        entry.upload_id = Some(&row.id);
-        entry.part = Some(part.number);
-        entry.expires_at = Some(expires_at);
-        entry.client_addr = client.as_deref();
-        entry.detail = renewal.then(|| json!({ "renewal": true }));
-        audit::record(state.db(), &entry).await?;
         keys.push(PartKey {
             number: part.number,
             method: "PUT".to_owned(),
@@ -124,6 +107,24 @@ pub async fn issue(
             expires_at,
         });
     }
-    uploads::touch(state.db(), &row.id, now).await?;
+    uploads::record_keys(state.db(), &row.id, &request.parts, now, |renewed| {
+        request
+            .parts
+            .iter()
+            .map(|part| {
+                let mut entry = Entry::new(Event::KeyIssued, now);
+                entry.user = Some(&caller.user);
+                entry.upload_id = Some(&row.id);
+                entry.part = Some(part.number);
+                entry.expires_at = Some(expires_at);
+                entry.client_addr = client.as_deref();
+                entry.detail = renewed
+                    .contains(&part.number)
+                    .then(|| json!({ "renewal": true }));
+                entry
+            })
+            .collect()
+    })
+    .await?;
     Ok(Json(PartKeys { keys }))
 }

@@ -1,14 +1,15 @@
 //! Upload rows and the part digests signed into their keys.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
-use sqlx::Row as _;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row as _, Sqlite};
 use time::OffsetDateTime;
-use valet_protocol::UploadState;
+use valet_protocol::{PartDigest, UploadState};
 
 use super::{Db, from_millis, to_millis};
 use crate::Error;
+use crate::audit::{self, Entry};
 
 /// One upload session.
 #[derive(Debug, Clone)]
@@ -228,12 +229,16 @@ pub async fn idle_open(db: &Db, idle_since: OffsetDateTime) -> Result<Vec<Upload
 }
 
 /// Records activity (keys issued), which keeps the sweeper away.
-pub async fn touch(db: &Db, id: &str, now: OffsetDateTime) -> Result<(), Error> {
+async fn touch_with<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    id: &str,
+    now: OffsetDateTime,
+) -> Result<(), Error> {
     sqlx::query("UPDATE uploads SET last_activity_at = ?, updated_at = ? WHERE id = ?")
         .bind(to_millis(now))
         .bind(to_millis(now))
         .bind(id)
-        .execute(db.pool())
+        .execute(executor)
         .await?;
     Ok(())
 }
@@ -291,39 +296,58 @@ pub async fn mark_verified(
     Ok(())
 }
 
-/// Records the digest signed into the newest key of a part. Returns whether a key for this
-/// part had been issued before (a renewal).
-pub async fn record_part_digest(
+/// Records a batch of issued keys of upload `id`: the digest signed into each part's newest
+/// key, the audit entries `entries` makes of them (given the parts that had a key before, the
+/// renewals), and the upload's activity. One transaction, so the batch is recorded whole or not
+/// at all, and one commit (one sync of the log) for the batch instead of two per part.
+pub async fn record_keys<'a>(
     db: &Db,
     id: &str,
-    part: u32,
-    size: u64,
-    sha256_b64: &str,
-    md5_b64: Option<&str>,
+    parts: &[PartDigest],
     now: OffsetDateTime,
-) -> Result<bool, Error> {
-    let existed = sqlx::query("SELECT 1 FROM part_digests WHERE upload_id = ? AND part_number = ?")
-        .bind(id)
-        .bind(i64::from(part))
-        .fetch_optional(db.pool())
+    entries: impl FnOnce(&HashSet<u32>) -> Vec<Entry<'a>>,
+) -> Result<(), Error> {
+    let mut tx = db.pool().begin().await?;
+    // The write comes first: it takes SQLite's write lock (PostgreSQL: the row's lock) before
+    // anything is read, so the transaction never has to upgrade a read to a write, which WAL
+    // refuses at once (busy) when another writer committed in between.
+    touch_with(&mut *tx, id, now).await?;
+    let mut existing =
+        QueryBuilder::<Sqlite>::new("SELECT part_number FROM part_digests WHERE upload_id = ");
+    existing.push_bind(id).push(" AND part_number IN (");
+    let mut numbers = existing.separated(", ");
+    for part in parts {
+        numbers.push_bind(i64::from(part.number));
+    }
+    existing.push(")");
+    let renewed: HashSet<u32> = existing
+        .build()
+        .fetch_all(&mut *tx)
         .await?
-        .is_some();
-    sqlx::query(
-        "INSERT INTO part_digests (upload_id, part_number, size, sha256, md5, issued_at)
-         VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (upload_id, part_number)
+        .iter()
+        .filter_map(|r| u32::try_from(r.get::<i64, _>("part_number")).ok())
+        .collect();
+
+    let mut upsert = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO part_digests (upload_id, part_number, size, sha256, md5, issued_at) ",
+    );
+    upsert.push_values(parts, |mut row, part| {
+        row.push_bind(id)
+            .push_bind(i64::from(part.number))
+            .push_bind(to_i64(part.size))
+            .push_bind(part.sha256.as_str())
+            .push_bind(part.md5.as_deref())
+            .push_bind(to_millis(now));
+    });
+    upsert.push(
+        " ON CONFLICT (upload_id, part_number)
          DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, md5 = excluded.md5,
                        issued_at = excluded.issued_at",
-    )
-    .bind(id)
-    .bind(i64::from(part))
-    .bind(to_i64(size))
-    .bind(sha256_b64)
-    .bind(md5_b64)
-    .bind(to_millis(now))
-    .execute(db.pool())
-    .await?;
-    Ok(existed)
+    );
+    upsert.build().execute(&mut *tx).await?;
+    audit::record_all_with(&mut *tx, &entries(&renewed)).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The MD5 (base64) the newest key of each part was issued for, where the store needed one.
