@@ -251,9 +251,12 @@ async fn ask_keys(
     let mut tally = Tally::new();
     let path = format!("/uploads/{upload_id}/keys");
     while Instant::now() < until {
-        let start = *next % digests.len();
-        let parts: Vec<PartDigest> = digests[start..(start + batch).min(digests.len())].to_vec();
-        *next = start + parts.len();
+        // The next BATCH parts, on from the first after the last one's end (all distinct:
+        // a batch is never longer than the file's 512 parts).
+        let parts: Vec<PartDigest> = (0..batch)
+            .map(|i| digests[(*next + i) % digests.len()].clone())
+            .collect();
+        *next = (*next + batch) % digests.len();
         let request = PartKeysRequest { parts };
         let started = Instant::now();
         let answer: Result<PartKeys, String> = client.call(&path, &request).await;
