@@ -21,8 +21,9 @@
 # (default 250 µs) late but never early. Its CPU time includes the receive-side TCP work the
 # kernel does when it writes packets in; `check` prints it.
 #
-#   bench/wan.sh up [--rtt-ms 40] [--rate-mbit 200] [--queue-packets N] [--mtu 1500]
-#       builds valet-link if needed, creates the namespace, starts the link, and prints
+#   bench/wan.sh up [--rtt-ms 40] [--rate-mbit 200] [--queue-packets N] [--mtu 1500] [--tick-us 250]
+#       builds valet-link if needed, creates the namespace, starts the link (refuses when one is
+#       already up), and prints
 #       `WAN_NETNS=valet-wan WAN_HOST=10.201.0.2 WAN_CLIENT=10.201.0.1` to eval.
 #       Servers run in the namespace with `ip netns exec valet-wan …`, clients here.
 #   bench/wan.sh down      stops the link and removes the namespace (safe when nothing is up)
@@ -35,10 +36,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-NETNS=valet-wan
-HOST_ADDR=10.201.0.1
-WAN_ADDR=10.201.0.2
-RUN_DIR=/run/valet-wan
+# A second link can run beside the first with its own names and addresses, e.g.
+# VALET_WAN_NETNS=valet-wan2 VALET_WAN_DEV=vwanb VALET_WAN_NET=10.202.0 bench/wan.sh up
+NETNS=${VALET_WAN_NETNS:-valet-wan}
+DEV=${VALET_WAN_DEV:-vwan}
+NET=${VALET_WAN_NET:-10.201.0}
+HOST_ADDR=$NET.1
+WAN_ADDR=$NET.2
+RUN_DIR=/run/$NETNS
 PID_FILE=$RUN_DIR/link.pid
 LOG=$RUN_DIR/link.log
 
@@ -57,14 +62,14 @@ down() {
     for _ in $(seq 1 50); do [[ -d /proc/$pid ]] || break; sleep 0.1; done
   fi
   rm -f "$PID_FILE"
-  if ip netns list | grep -qw "^$NETNS"; then ip netns del "$NETNS"; fi
+  if ip netns list | awk '{print $1}' | grep -qx "$NETNS"; then ip netns del "$NETNS"; fi
 }
 
 up() {
   local link_args=()
   while (($#)); do
     case $1 in
-      --rtt-ms | --rate-mbit | --queue-packets | --mtu)
+      --rtt-ms | --rate-mbit | --queue-packets | --mtu | --tick-us)
         (($# >= 2)) || { echo "$1 needs a value" >&2; exit 2; }
         link_args+=("$1" "$2")
         shift 2
@@ -72,18 +77,22 @@ up() {
       *) echo "unknown option $1" >&2; exit 2 ;;
     esac
   done
-  local bin=${VALET_LINK_BIN:-}
+  local bin=${VALET_LINK_BIN:-} pid
   if [[ -z $bin ]]; then
     cargo build --release -p valet-tests --bin valet-link --locked >&2
     bin=${CARGO_TARGET_DIR:-target}/release/valet-link
+  fi
+  if pid=$(link_pid); then
+    echo "a link is already up in $NETNS (pid $pid): bench/wan.sh down first" >&2
+    exit 1
   fi
   down
   mkdir -p "$RUN_DIR"
   ip netns add "$NETNS"
   ip -n "$NETNS" link set lo up
-  setsid "$bin" "${link_args[@]}" --netns "$NETNS" --host-addr "$HOST_ADDR" --wan-addr "$WAN_ADDR" \
-    --stats-secs 10 >"$LOG" 2>&1 </dev/null &
-  local pid=$!
+  setsid "$bin" "${link_args[@]}" --netns "$NETNS" --host-dev "${DEV}0" --wan-dev "${DEV}1" \
+    --host-addr "$HOST_ADDR" --wan-addr "$WAN_ADDR" --stats-secs 10 >"$LOG" 2>&1 </dev/null &
+  pid=$!
   echo "$pid" >"$PID_FILE"
   for _ in $(seq 1 100); do
     if [[ ! -d /proc/$pid ]]; then
@@ -238,5 +247,5 @@ case ${1:-} in
   up) shift; up "$@" ;;
   down) down ;;
   check) shift; check "$@" ;;
-  *) echo "usage: bench/wan.sh up [--rtt-ms N] [--rate-mbit N] [--queue-packets N] [--mtu N] | down | check [--no-link]" >&2; exit 2 ;;
+  *) echo "usage: bench/wan.sh up [--rtt-ms N] [--rate-mbit N] [--queue-packets N] [--mtu N] [--tick-us N] | down | check [--no-link]" >&2; exit 2 ;;
 esac
