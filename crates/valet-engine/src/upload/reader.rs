@@ -186,11 +186,11 @@ pub(crate) fn hash_range(path: &Path, offset: u64, len: u64) -> Result<[u8; 32]>
     Ok(hasher.finalize().into())
 }
 
-/// Reads and hashes `path` as an upload does, without sending: [`read_parts`] on a blocking
-/// thread with the pipeline's part buffers for `parallel` senders; then, with `rehash_parts`,
-/// each part's SHA-256 again on the blocking pool, one part at a time, as the pipeline's hasher
-/// does for a store that checks SHA-256 only; without, the part digests the reader computed are
-/// taken as they are. The whole-file SHA-256. For the benchmark `benches/read_hash.rs`.
+/// Reads and hashes `path` as an upload to a store that checks SHA-256 only does, without
+/// sending: [`read_parts`] on a blocking thread with the pipeline's part buffers for `parallel`
+/// senders, its part digests taken as they are. With `rehash_parts`, each part's SHA-256 is
+/// computed again on the blocking pool, one part at a time, as the pipeline did before it took
+/// the reader's digests. The whole-file SHA-256. For the benchmark `benches/read_hash.rs`.
 pub async fn read_and_hash(
     path: &Path,
     part_size: u64,
