@@ -192,7 +192,9 @@ run_valet() { # link size object file
   # A new folder and journal each run: nothing is "already uploaded".
   valet_runs=$((${valet_runs:-0} + 1))
   export VALET_DATA_DIR=$work/$1/client-$valet_runs
-  timed "$1" "$2" valet "defaults" "$3" "$valet" put --json --to "run-$valet_runs" "$4"
+  # shellcheck disable=SC2086 # VALET_FLAGS are words
+  timed "$1" "$2" valet "${VALET_FLAGS:-defaults}" "$3" "$valet" put --json --to "run-$valet_runs" \
+    ${VALET_FLAGS:-} "$4"
 }
 
 # Picks rclone's best chunk size and concurrency on this link (median of 2 runs each).

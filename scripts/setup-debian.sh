@@ -2,7 +2,8 @@
 # Installs what building and testing need on Debian 12: compilers, D-Bus and a keyring daemon
 # (the OS keyring the client keeps its sign-in in), Python's venv for the test servers, the
 # desktop app's WebKitGTK, tray and X libraries with Xvfb and WebKitWebDriver for its tests,
-# Node.js 20 for its UI, libfaketime for the clock-skew tests, and Rust when it is missing.
+# Node.js 20 for its UI, libfaketime for the clock-skew tests, openssl and iproute2 for the
+# benchmarks (test certificates, the simulated wide-area link), and Rust when it is missing.
 # Safe to run again.
 set -euo pipefail
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -11,7 +12,7 @@ packages=(build-essential pkg-config curl ca-certificates libdbus-1-dev dbus gno
           libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev libgtk-3-dev
           libayatana-appindicator3-dev librsvg2-dev libxdo-dev
           xvfb xauth webkit2gtk-driver dbus-x11 at-spi2-core imagemagick rpm
-          faketime)
+          faketime openssl iproute2)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
