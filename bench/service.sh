@@ -4,9 +4,11 @@
 # completions need; valet-load starts and stops it) and its own `valet-service serve`; the load generator (`valet-load
 # --service`, tests/src/bin/valet_load/service_phases.rs) runs on the same machine, so the
 # figures are what one machine does with the service, the store and the clients all on it.
-# Prints a table and writes bench/service-results.json. Exits 1 on any error.
+# Prints a table and writes bench/service-results.json. Exits 1 on any error. Each client sends
+# its next request when the last is answered, so past a few clients the latency is mostly the
+# wait in line: at N clients, mean latency = N / requests per second.
 #
-#   bench/service.sh [--levels 4,16,64] [--batches 8,100] [--seconds 10] [--completions 1000]
+#   bench/service.sh [--levels 1,2,4,16,64] [--batches 8,100] [--seconds 10] [--completions 1000]
 #
 # Keys: each client asks for keys of its own 4 GiB upload (512 parts of 8 MiB), BATCH parts per
 # request (the engine asks for the parts hashed and waiting, a handful at a time; 100 is the

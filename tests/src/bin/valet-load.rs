@@ -68,7 +68,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-const SERVICE_USAGE: &str = "valet-load --service [--levels 4,16,64] [--batches 8,100] \
+const SERVICE_USAGE: &str = "valet-load --service [--levels 1,2,4,16,64] [--batches 8,100] \
                              [--seconds S] [--completions N] [--out FILE]";
 
 /// Where the service's binaries are (beside this one, unless `VALET_BIN_DIR` says), and the

@@ -46,7 +46,7 @@ pub struct Options {
 
 pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut options = Options {
-        levels: vec![4, 16, 64],
+        levels: vec![1, 2, 4, 16, 64],
         batches: vec![8, 100],
         seconds: 10.0,
         completions: 1000,
