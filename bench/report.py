@@ -127,7 +127,77 @@ def throughput_section(r):
     return "\n".join(lines)
 
 
-SECTIONS = {"throughput": ("results.json", throughput_section)}
+def gb(bytes_per_s):
+    return f"{bytes_per_s / 1e9:.2f} GB/s"
+
+
+def hash_section(r):
+    b = r["bytes_per_s"]
+    m = r["machine"]
+    row = lambda name, key, ratio: (
+        f"| {name} | {gb(b[key]['median'])} | {gb(b[key]['best'])} "
+        f"| {r[ratio]['median'] if ratio else 1} | {r[ratio]['best'] if ratio else 1} |")
+    return "\n".join([
+        f"`bench/hash.sh` on {m['cores']} cores ({m['cpu']}), kernel {m['kernel']}, "
+        f"{r['runs']} runs, load average {m['load_average_before']} before and "
+        f"{m['load_average_after']} after; {r['openssl_version']}.",
+        "",
+        "| what | median | best | share of openssl (median) | share of openssl (best) |",
+        "|---|---|---|---|---|",
+        row("`openssl speed -evp sha256 -bytes 16384`, one core", "openssl_sha256_16k", None),
+        row("sha2 crate, 16 KiB updates, one core", "sha2_16k", "sha2_over_openssl"),
+        row("valet's read + hash pipeline (file bytes/s)", "pipeline", "pipeline_over_openssl"),
+        row("the same pipeline hashing each part again", "pipeline_rehashing",
+            "pipeline_rehashing_over_openssl"),
+    ])
+
+
+def service_section(r):
+    m = r["machine"]
+    lines = [
+        f"`bench/service.sh`: {r['what']}. {r['build']} build, {r['database']}, "
+        f"{m['cores']} cores ({m['cpu']}). Keys requests ask for keys of an open "
+        f"{r['keys_file']['size_gib']} GiB upload ({r['keys_file']['part_size_mib']} MiB parts); "
+        f"errors: {r['errors']}; completions verified: {r['completions_verified']}, "
+        f"in the audit log: {r['completed_in_audit_log']}.",
+        "",
+        "| phase | clients | keys per request | requests/s | part keys/s | p50 ms | p99 ms "
+        "| max ms | service CPU (of 2 cores) | service RSS MiB | load average |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in r["phases"]:
+        lat = p["latency"]
+        lines.append(
+            f"| {p['phase']} | {p['clients']} | {p.get('batch', '–')} | {p['requests_per_s']:.0f} "
+            f"| {p['keys_per_s']:.0f} | {lat['p50_ms']} | {lat['p99_ms']} | {lat['max_ms']} "
+            f"| {p['service_cpu_share_of_2_cores']:.0%} | {p['service_rss_peak_mib']} "
+            f"| {p['load_average'][0]} |" if "keys_per_s" in p else
+            f"| {p['phase']} | {p['clients']} | – | {p['requests_per_s']:.0f} | – "
+            f"| {lat['p50_ms']} | {lat['p99_ms']} | {lat['max_ms']} "
+            f"| {p['service_cpu_share_of_2_cores']:.0%} | {p['service_rss_peak_mib']} "
+            f"| {p['load_average'][0]} |")
+    return "\n".join(lines)
+
+
+def rss_section(r):
+    lines = [
+        f"`bench/rss.sh` on {r['machine']}, store: {r['store']}.",
+        "",
+        "| file | peak RSS MiB | seconds | MiB/s | CPU s/GiB |",
+        "|---|---|---|---|---|",
+    ]
+    for run in r["runs"]:
+        lines.append(f"| {run['file_gib']} GiB | {run['peak_rss_mib']} | {run['seconds']} "
+                     f"| {run['mib_s']} | {run['cpu_s_per_gib']} |")
+    return "\n".join(lines)
+
+
+SECTIONS = {
+    "throughput": ("results.json", throughput_section),
+    "hash": ("hash-results.json", hash_section),
+    "service": ("service-results.json", service_section),
+    "memory": ("rss-results.json", rss_section),
+}
 
 
 def render():
