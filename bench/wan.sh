@@ -17,11 +17,12 @@
 # as a network card's receive offload would.
 #
 # Limits: no random loss, no jitter, no reordering (only queue overflow drops packets); the rate
-# counts IP bytes (no link-layer overhead); packets leave in small bursts, each up to a tick
-# (default 250 µs) late but never early. Its CPU time includes the receive-side TCP work the
-# kernel does when it writes packets in; `check` prints it.
+# counts IP bytes (no link-layer overhead). Dense traffic leaves in small batches (4 to 16
+# packets, each held at most a tick, default 1 ms, never sent early) because every wake-up costs
+# CPU; sparse packets (handshakes, requests) leave on time. Its CPU time includes the
+# receive-side TCP work the kernel does when packets are written in; `check` prints it.
 #
-#   bench/wan.sh up [--rtt-ms 40] [--rate-mbit 200] [--queue-packets N] [--mtu 1500] [--tick-us 250]
+#   bench/wan.sh up [--rtt-ms 40] [--rate-mbit 200] [--queue-packets N] [--mtu 1500] [--tick-us 1000]
 #       builds valet-link if needed, creates the namespace, starts the link (refuses when one is
 #       already up), and prints
 #       `WAN_NETNS=valet-wan WAN_HOST=10.201.0.2 WAN_CLIENT=10.201.0.1` to eval.

@@ -80,6 +80,23 @@ impl<P> Line<P> {
         self.waiting.front().map(|(departure, _)| *departure)
     }
 
+    /// When to send next, sending packets in batches to save wake-ups: when at least
+    /// `min_batch` of the first `max_batch` packets are due within `tick_ns` of the first, at the
+    /// last of those (the others wait for it, each at most a tick); otherwise, sparse traffic,
+    /// at the first one's departure.
+    pub fn next_wake(&self, min_batch: usize, max_batch: usize, tick_ns: u64) -> Option<u64> {
+        let first = self.next_departure()?;
+        let within_tick = self
+            .waiting
+            .iter()
+            .take(max_batch)
+            .map(|&(departure, _)| departure)
+            .take_while(|&departure| departure <= first + tick_ns);
+        let (count, last) =
+            within_tick.fold((0, first), |(count, _), departure| (count + 1, departure));
+        Some(if count >= min_batch { last } else { first })
+    }
+
     /// The first waiting packet, if its time to leave has come by `now_ns`.
     pub fn pop_due(&mut self, now_ns: u64) -> Option<P> {
         if self.next_departure()? <= now_ns {
@@ -165,6 +182,37 @@ mod tests {
             last = line.push(i * 30_000, 1500, 0).unwrap();
         }
         assert_eq!(last, 20 * MS + 10_000 * 60_000);
+    }
+
+    #[test]
+    fn dense_packets_leave_in_batches_and_sparse_ones_on_time() {
+        let mut line = Line::new(wan(None));
+        assert_eq!(line.next_wake(4, 16, MS), None);
+        // Three packets 100 µs apart, then one 5 ms later: too few for a batch, each is sent
+        // at its own time.
+        let first = line.push(0, 40, 0).unwrap();
+        line.push(100_000, 40, 0);
+        line.push(200_000, 40, 0);
+        let lone = line.push(5 * MS, 40, 0).unwrap();
+        assert_eq!(line.next_wake(4, 16, MS), Some(first));
+        while line.pop_due(first + 200_000).is_some() {}
+        assert_eq!(line.next_wake(4, 16, MS), Some(lone));
+        assert!(line.pop_due(lone).is_some());
+        // A burst at the rate cap, a packet every 60 µs: 16 (the most) go together when the
+        // 16th is due, the first 900 µs late.
+        let departures: Vec<u64> = (0..40)
+            .map(|_| line.push(40 * MS, 1500, 0).unwrap())
+            .collect();
+        assert_eq!(line.next_wake(4, 16, MS), Some(departures[15]));
+        // With a shorter tick, the batch is what fits in it: 300 µs holds 6 packets.
+        assert_eq!(line.next_wake(4, 16, 300_000), Some(departures[5]));
+        // Too short a tick for a batch: the first leaves on time.
+        assert_eq!(line.next_wake(4, 16, 100_000), Some(departures[0]));
+        let mut sent = 0;
+        while line.pop_due(departures[15]).is_some() {
+            sent += 1;
+        }
+        assert_eq!(sent, 16);
     }
 
     #[test]
