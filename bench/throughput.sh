@@ -199,14 +199,17 @@ run_valet() { # link size object file
 }
 
 # Picks rclone's best chunk size and concurrency on this link (median of TUNE_RUNS runs each,
-# default 2; TUNE_CHUNKS and TUNE_CONCURRENCY narrow the grid).
+# default 2, TUNE_RUNS_WAN on the simulated link, default 1; TUNE_CHUNKS and TUNE_CONCURRENCY
+# narrow the grid).
 tune_rclone() { # link size file
-  local best="" best_wall=999999 chunk conc flags
+  local best="" best_wall=999999 chunk conc flags tune_runs=${TUNE_RUNS:-2}
+  # The simulated link varies little from run to run, and each run there takes long.
+  [ "$1" = wan ] && tune_runs=${TUNE_RUNS_WAN:-1}
   for chunk in ${TUNE_CHUNKS:-16M 64M}; do
     for conc in ${TUNE_CONCURRENCY:-4 8 16}; do
       flags="--s3-chunk-size $chunk --s3-upload-concurrency $conc --multi-thread-streams $conc"
       : >"$work/tune.jsonl"
-      for i in $(seq 1 "${TUNE_RUNS:-2}"); do
+      for i in $(seq 1 "$tune_runs"); do
         run_rclone "$1" "$2" "$flags" "tune-$i.bin" "$3"
         tail -1 "$work/runs.jsonl" >>"$work/tune.jsonl"
         # Kept as the tuning's record, apart from the compared runs.
