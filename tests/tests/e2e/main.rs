@@ -34,12 +34,12 @@ mod resume_after_kill;
 mod secrets_stay_secret;
 /// Every store. A source file rewritten during its upload is never completed.
 mod source_changed;
-/// A store without object tagging or checksum checks (rclone's `serve s3`): an object it
-/// replaced with the tag document is refused; with tagging off, objects are read back.
-mod store_without_tagging;
 /// Every store. The store refuses bytes other than those the key was issued for, and keys used
 /// elsewhere; where an emulator cannot, the service refuses the upload at completion.
 mod store_rejects_tampering;
+/// A store without object tagging or checksum checks (rclone's `serve s3`): an object it
+/// replaced with the tag document is refused; with tagging off, objects are read back.
+mod store_without_tagging;
 /// Every store. Files of 0 B, 1 B, part size − 1, part size, part size + 1 and 210 MiB arrive
 /// byte-identical.
 mod upload_sizes;
