@@ -5,20 +5,28 @@ use valet_tests::service::{Service, ServiceOptions};
 
 const SIZE: u64 = 20 * 1024 * 1024;
 
-/// rclone's `serve s3` answers `PUT ?tagging` by storing the tag document as the object. The
-/// service tags before it verifies, so the upload is refused, never reported complete over a
-/// 143-byte object (it was reported verified when the tag went on after the check).
-#[test]
-fn a_store_that_stores_the_tag_document_as_the_object_fails_verification() {
+/// A fresh `rclone serve s3`, a service on it that reads objects back (the store checks no part
+/// checksum) and tags them or not, and `alice` signed in with an API token.
+fn on_rclone(tag_objects: bool) -> (RcloneS3, Service, Valet) {
     let store = RcloneS3::start();
     let service = Service::start(
         &store,
         ServiceOptions {
             verify: "read-back".into(),
+            tag_objects,
             ..ServiceOptions::default()
         },
     );
     let valet = Valet::with_token(&service.url, &service.add_user_with_token("alice"));
+    (store, service, valet)
+}
+
+/// rclone's `serve s3` answers `PUT ?tagging` by storing the tag document as the object. The
+/// service tags before it verifies, so the upload is refused, never reported complete over a
+/// 143-byte object (it was reported verified when the tag went on after the check).
+#[test]
+fn a_store_that_stores_the_tag_document_as_the_object_fails_verification() {
+    let (_store, service, valet) = on_rclone(true);
     let dir = tempfile::tempdir().unwrap();
     let file = random_file(dir.path(), "tagged.bin", SIZE, 1);
 
@@ -42,16 +50,7 @@ fn a_store_that_stores_the_tag_document_as_the_object_fails_verification() {
 /// store takes uploads: read back, verified, byte-identical.
 #[test]
 fn without_tags_a_store_that_checks_no_checksum_is_verified_by_reading_back() {
-    let store = RcloneS3::start();
-    let service = Service::start(
-        &store,
-        ServiceOptions {
-            verify: "read-back".into(),
-            tag_objects: false,
-            ..ServiceOptions::default()
-        },
-    );
-    let valet = Valet::with_token(&service.url, &service.add_user_with_token("alice"));
+    let (_store, service, valet) = on_rclone(false);
     let dir = tempfile::tempdir().unwrap();
     let file = random_file(dir.path(), "plain.bin", SIZE, 2);
 
