@@ -47,24 +47,6 @@ divan_figure() {
     }' "$file"
 }
 
-median() {
-  local name=$1 file=$2
-  awk -v name="$name" '
-    $0 ~ "(─|^)[ ]*" name "[ ]" { found = 1; next }
-    found && /\/s/ {
-      sub(/^[ ]*│/, "")
-      split($0, cols, "│")
-      # cols: fastest, slowest, median, mean
-      split(cols[3], f, " ")
-      v = f[1]; u = f[2]
-      m = 1
-      if (u == "KB/s") m = 1e3; else if (u == "MB/s") m = 1e6
-      else if (u == "GB/s") m = 1e9; else if (u == "TB/s") m = 1e12
-      printf "%.0f\n", v * m
-      exit
-    }' "$file"
-}
-
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.0f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 best() { sort -n | tail -1; }
 
